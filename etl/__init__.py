@@ -1,0 +1,1 @@
+"""yotpo-events-etl: backfill and sync historical customer events into Yotpo."""

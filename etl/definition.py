@@ -1,0 +1,328 @@
+"""Pipeline definitions (SPEC §3): YAML -> a frozen, typed, fully checked model.
+
+The whole file is checked before any row is read, and every problem is reported
+at once as `file: key: problem`, so a scheduled run fails fast and legibly. Paths
+resolve against the pipeline file's folder so a cron job behaves the same from
+any working directory.
+
+    >>> pipeline = parse_pipeline("pipelines/orders_shipped.yaml")
+    >>> pipeline.source.chunk_size
+    50000
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from etl import wire
+from etl.errors import DefinitionError
+
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnRef(_Frozen):
+    """A value read from a source column rather than a constant."""
+
+    column: str = Field(min_length=1)
+
+
+#: A constant string, or `{column: name}`.
+ConstOrColumn = str | ColumnRef
+
+
+class Incremental(_Frozen):
+    """Nightly-sync settings (SPEC §6)."""
+
+    cursor: str = Field(min_length=1, description="column whose growth marks new or changed rows")
+
+
+class SourceSpec(_Frozen):
+    """Where the rows come from (SPEC §9)."""
+
+    type: Literal["csv", "parquet", "sql"]
+    path: str | None = None
+    url: SecretStr | None = None
+    query: str | None = None
+    chunk_size: Annotated[int, Field(gt=0)] = 50_000
+    incremental: Incremental | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> SourceSpec:
+        if self.type in ("csv", "parquet"):
+            if not self.path:
+                raise ValueError(f"source.path: required for a {self.type} source")
+            if self.url or self.query:
+                raise ValueError(f"source: url/query do not apply to a {self.type} source")
+        else:
+            if not self.url or not self.query:
+                raise ValueError("source: a sql source needs both url and query")
+            if self.path:
+                raise ValueError("source.path: does not apply to a sql source; use query")
+        return self
+
+
+class IdSpec(_Frozen):
+    """How the event id is made (SPEC §4): from key columns, or taken from a column."""
+
+    key: tuple[str, ...] | None = None
+    column: str | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> IdSpec:
+        if self.key is not None and self.column is not None:
+            raise ValueError("event.id: give either key or column, not both")
+        if self.key is not None and len(self.key) == 0:
+            raise ValueError("event.id.key: must name at least one column")
+        return self
+
+
+def _check_property_names(value: dict[str, str]) -> dict[str, str]:
+    bad = [name for name in value if not PROPERTY_NAME.match(name)]
+    if bad:
+        raise ValueError(
+            f"property name {bad[0]!r} must match [A-Za-z0-9_]+ (use underscores, not spaces)"
+        )
+    return value
+
+
+class CustomerSpec(_Frozen):
+    """Which columns identify the customer, and the customer's properties."""
+
+    external_id: str | None = None
+    email: str | None = None
+    phone_number: str | None = None
+    default_region: str | None = Field(default=None, pattern=r"^[A-Z]{2}$")
+    properties: dict[str, str] = Field(default_factory=dict)
+
+    _names = field_validator("properties")(_check_property_names)
+
+    @model_validator(mode="after")
+    def _some_identifier(self) -> CustomerSpec:
+        if not (self.external_id or self.email or self.phone_number):
+            raise ValueError("event.customer: map at least one of external_id, email, phone_number")
+        return self
+
+    def identifier_columns(self) -> dict[str, str]:
+        """Wire identifier name -> source column, for the identifiers that are mapped."""
+        mapped = {
+            wire.EXTERNAL_ID: self.external_id,
+            wire.EMAIL: self.email,
+            wire.PHONE_NUMBER: self.phone_number,
+        }
+        return {name: column for name, column in mapped.items() if column}
+
+
+class EventSpec(_Frozen):
+    """How a source row becomes an event (SPEC §3, §4)."""
+
+    source: ConstOrColumn
+    event_name: ConstOrColumn
+    occurred_at: str = Field(min_length=1)
+    timezone: str = "UTC"
+    id: IdSpec = Field(default_factory=IdSpec)
+    customer: CustomerSpec
+    properties: dict[str, str] = Field(default_factory=dict)
+
+    _names = field_validator("properties")(_check_property_names)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    def id_key_columns(self) -> tuple[str, ...]:
+        """The columns hashed into the id: `id.key`, else customer identifiers + occurred_at."""
+        if self.id.key is not None:
+            return self.id.key
+        return (*self.customer.identifier_columns().values(), self.occurred_at)
+
+
+class Destination(_Frozen):
+    """The API endpoint and how hard to drive it (SPEC §7)."""
+
+    store_id: str = Field(min_length=1)
+    token: SecretStr | None = None
+    secret: SecretStr | None = None
+    base_url: str = "https://api.yotpo.com"
+    path: str = wire.DEFAULT_PATH
+    rate_limit: Annotated[float, Field(gt=0)] = 5.0
+    concurrency: Annotated[int, Field(gt=0, le=1024)] = 8
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+    max_retries: Annotated[int, Field(ge=0)] = 8
+
+    @model_validator(mode="after")
+    def _credentials(self) -> Destination:
+        if self.token is None and self.secret is None:
+            raise ValueError("destination: give token or secret")
+        return self
+
+    @property
+    def events_url(self) -> str:
+        """The full URL events are posted to."""
+        return self.base_url.rstrip("/") + self.path.format(store_id=self.store_id)
+
+
+class Pipeline(_Frozen):
+    """A checked pipeline definition; relative paths are already resolved."""
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    source: SourceSpec
+    event: EventSpec
+    destination: Destination
+    state: str = ".etl/state.db"
+    file: Path = Field(exclude=True)
+
+    @property
+    def folder(self) -> Path:
+        """The pipeline file's folder, against which relative paths resolve."""
+        return self.file.parent
+
+    @property
+    def rejects_dir(self) -> Path:
+        """Where this pipeline's quarantine files go (SPEC §5)."""
+        return self.folder / ".etl" / "rejects" / self.name
+
+    @property
+    def state_url(self) -> str:
+        """The state store as a SQLAlchemy URL (a bare path means a SQLite file)."""
+        if "://" in self.state:
+            return self.state
+        return f"sqlite:///{self.state}"
+
+    def mapped_columns(self) -> list[str]:
+        """Every source column the definition refers to, in a stable order, once each."""
+        event = self.event
+        columns: list[str] = []
+        for value in (event.source, event.event_name):
+            if isinstance(value, ColumnRef):
+                columns.append(value.column)
+        columns.append(event.occurred_at)
+        columns.extend(event.customer.identifier_columns().values())
+        columns.extend(event.customer.properties.values())
+        columns.extend(event.properties.values())
+        columns.extend(event.id_key_columns())
+        if event.id.column:
+            columns.append(event.id.column)
+        if self.source.incremental:
+            columns.append(self.source.incremental.cursor)
+        return list(dict.fromkeys(columns))
+
+
+def substitute_variables(node: Any, key: str, problems: list[tuple[str, str]]) -> Any:
+    """Replace `${VAR}` from the environment throughout a parsed YAML tree."""
+    if isinstance(node, dict):
+        return {k: substitute_variables(v, f"{key}.{k}" if key else str(k), problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute_variables(v, f"{key}[{i}]", problems) for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            problems.append((key, f"environment variable {name} is not set"))
+            return ""
+        return os.environ[name]
+
+    return _VARIABLE.sub(replace, node)
+
+
+def _resolve_paths(raw: dict[str, Any], folder: Path, problems: list[tuple[str, str]]) -> None:
+    """Make source, query and state paths absolute, relative to the pipeline's folder."""
+    source = raw.get("source")
+    if isinstance(source, dict):
+        path = source.get("path")
+        if isinstance(path, str) and path:
+            resolved = path if os.path.isabs(path) else str(folder / path)
+            source["path"] = resolved
+            if not _glob_or_path_exists(resolved):
+                problems.append(("source.path", f"no file, folder or glob match at {resolved}"))
+        query = source.get("query")
+        if isinstance(query, str) and query.strip().lower().endswith(".sql") and "\n" not in query:
+            query_file = folder / query.strip()
+            if not query_file.is_file():
+                problems.append(("source.query", f"query file {query_file} does not exist"))
+            else:
+                source["query"] = query_file.read_text(encoding="utf-8")
+    state = raw.get("state")
+    if isinstance(state, str) and "://" not in state and not os.path.isabs(state):
+        raw["state"] = str(folder / state)
+
+
+def _glob_or_path_exists(path: str) -> bool:
+    import glob
+
+    return os.path.exists(path) or bool(glob.glob(path))
+
+
+def _describe(error: dict[str, Any]) -> tuple[str, str]:
+    """One pydantic error as (dotted key, readable problem)."""
+    location = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
+    # Union members show up in the location (e.g. 'str', 'ColumnRef'); they name no key.
+    location = [part for part in location if part not in ("str", "ColumnRef", "constrained-str")]
+    key = ".".join(location) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return key, "unknown key"
+    if error["type"] == "missing":
+        return key, "required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if ": " in message and message.split(": ", 1)[0].startswith(("source", "event", "destination")):
+        key, message = message.split(": ", 1)
+    return key, message
+
+
+def parse_pipeline(path: str | os.PathLike[str]) -> Pipeline:
+    """Read, substitute, resolve and check a pipeline file; raise DefinitionError listing all problems."""
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise DefinitionError(file, [("(file)", "pipeline file does not exist")])
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(file)"
+        raise DefinitionError(file, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    if not isinstance(raw, dict):
+        raise DefinitionError(file, [("(top level)", "expected a mapping of keys")])
+
+    problems: list[tuple[str, str]] = []
+    raw = substitute_variables(raw, "", problems)
+    _resolve_paths(raw, file.parent, problems)
+    try:
+        pipeline = Pipeline.model_validate({**raw, "file": file})
+    except ValidationError as exc:
+        problems.extend(_dedupe(_describe(error) for error in exc.errors()))
+        pipeline = None
+    if problems:
+        raise DefinitionError(file, problems)
+    assert pipeline is not None
+    return pipeline
+
+
+def _dedupe(items: Any) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(items))

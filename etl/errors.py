@@ -1,0 +1,59 @@
+"""Every error the library raises, sorted by what the caller does next.
+
+    EtlError                      root: catch this to catch everything of ours
+    ├── DefinitionError           the pipeline file is wrong: fix it (exit 2)
+    ├── AbortError                the run cannot go on: nothing more is sent (exit 3)
+    │   ├── AuthError             the API refused the token (401/403)
+    │   ├── SourceError           the source is unreachable or unreadable
+    │   └── TooManyFailures       consecutive failures suggest the API is down
+    └── RunInterrupted            SIGINT/SIGTERM: state committed, summary printed (exit 130)
+
+Per-request outcomes (retriable vs rejected) are not exceptions that escape the
+loader: they become `delivered` / `rejected` / `failed` outcomes recorded in state.
+Messages never contain a token, a secret, or an unmasked email or phone number.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class EtlError(Exception):
+    """Root of every error raised by yotpo-events-etl."""
+
+    exit_code = 1
+
+
+class DefinitionError(EtlError):
+    """One or more problems in a pipeline definition, each naming file and key."""
+
+    exit_code = 2
+
+    def __init__(self, file: Path | str, problems: list[tuple[str, str]]) -> None:
+        self.file = str(file)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.file}: {key}: {problem}" for key, problem in problems))
+
+
+class AbortError(EtlError):
+    """The run stopped early; state is committed and a rerun resumes."""
+
+    exit_code = 3
+
+
+class AuthError(AbortError):
+    """The API refused the credentials (HTTP 401/403) and no secret could renew them."""
+
+
+class SourceError(AbortError):
+    """The source could not be reached or read (file, encoding, database)."""
+
+
+class TooManyFailures(AbortError):
+    """Too many consecutive requests failed after all retries: the API looks down."""
+
+
+class RunInterrupted(EtlError):
+    """The run was stopped by SIGINT/SIGTERM after a clean shutdown."""
+
+    exit_code = 130
