@@ -16,12 +16,15 @@ Messages never contain a token, a secret, or an unmasked email or phone number.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class EtlError(Exception):
     """Root of every error raised by yotpo-events-etl."""
 
     exit_code = 1
+    #: The run's RunReport when the error ended a run (its summary is still worth printing).
+    report: Any = None
 
 
 class DefinitionError(EtlError):

@@ -1,0 +1,183 @@
+"""The `etl` command: a thin click layer over the library (SPEC §2).
+
+It parses options, calls `etl.pipeline`, prints, and maps errors to exit codes:
+0 all delivered, 1 some rows rejected or failed, 2 usage or definition error,
+3 run aborted, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from etl.definition import parse_pipeline
+from etl.errors import DefinitionError, EtlError
+from etl.pipeline import RunOptions, load_pipeline, run, validate
+from etl.report import print_summary
+from etl.sandbox.command import sandbox_command
+from etl.state import StateStore
+
+PIPELINE = click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
+
+
+def _exits_cleanly(command: Callable[..., int]) -> Callable[..., None]:
+    """Turn our errors into one-line messages and SPEC §2 exit codes, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            code = command(*args, **kwargs)
+        except DefinitionError as exc:
+            for line in str(exc).splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(exc.exit_code)
+        except EtlError as exc:
+            if exc.report is not None:
+                print_summary(exc.report)
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details (never tokens or unmasked PII).")
+def main(verbose: bool) -> None:
+    """Backfill and sync historical customer events into Yotpo.
+
+    \b
+    Examples:
+      etl validate pipelines/orders_shipped.yaml
+      etl run pipelines/orders_shipped.yaml --dry-run --output out.jsonl
+      etl run pipelines/orders_shipped.yaml --report-json report.json
+      etl status pipelines/orders_shipped.yaml
+      etl sandbox --port 8787
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command("run")
+@PIPELINE
+@click.option("--dry-run", is_flag=True, help="Do everything but HTTP; nothing is written to state.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --dry-run: write the bodies that would be sent, one JSON per line.")
+@click.option("--limit", type=click.IntRange(min=1), help="Read at most N source rows.")
+@click.option("--since", help="Incremental: only rows whose cursor is greater than this (overrides the watermark).")
+@click.option("--until", help="Incremental: only rows whose cursor is at most this.")
+@click.option("--full-refresh", is_flag=True, help="Ignore state: resend every event.")
+@click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the run summary as JSON to this path.")
+@_exits_cleanly
+def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: int | None,
+                since: str | None, until: str | None, full_refresh: bool, report_json: Path | None) -> int:
+    """Extract, validate, transform and load a pipeline.
+
+    Resumable: rerun after any stop and it continues; unchanged events are skipped.
+
+    \b
+    Example:
+      etl run pipelines/orders_shipped.yaml --limit 1000 --report-json report.json
+    """
+    if output is not None and not dry_run:
+        raise click.UsageError("--output goes with --dry-run")
+    pipeline = load_pipeline(pipeline_file)
+    options = RunOptions(dry_run=dry_run, output=output, limit=limit, since=since, until=until,
+                         full_refresh=full_refresh)
+    try:
+        report = run(pipeline, options)
+    except EtlError as exc:
+        if report_json is not None and exc.report is not None:
+            exc.report.write_json(report_json)
+        raise
+    print_summary(report)
+    if report_json is not None:
+        report.write_json(report_json)
+    return report.exit_code
+
+
+@main.command("validate")
+@PIPELINE
+@_exits_cleanly
+def validate_command(pipeline_file: str) -> int:
+    """Check every row against the API's rules; write rejects to the quarantine file.
+
+    Exits 0 when every row is valid, 1 when some were rejected.
+
+    \b
+    Example:
+      etl validate pipelines/orders_shipped.yaml
+    """
+    report, examples = validate(load_pipeline(pipeline_file))
+    console = Console(file=sys.stdout, highlight=False)
+    console.print(f"{report.pipeline}: {report.extracted:,} rows read, {report.valid:,} valid, "
+                  f"{report.rejected:,} rejected")
+    if report.rejected:
+        table = Table("rule", "rows", "examples (masked)")
+        for rule, count in report.rejected_by_rule.most_common():
+            table.add_row(rule, f"{count:,}", "\n".join(examples.get(rule, [])))
+        console.print(table)
+        console.print(f"quarantine file: {report.quarantine_file}")
+    return report.exit_code
+
+
+@main.command("status")
+@PIPELINE
+@_exits_cleanly
+def status_command(pipeline_file: str) -> int:
+    """Show what the state store knows: runs, totals per status, watermark, last errors.
+
+    \b
+    Example:
+      etl status pipelines/orders_shipped.yaml
+    """
+    pipeline = parse_pipeline(pipeline_file)
+    store = StateStore(pipeline.state_url)
+    try:
+        summary = store.summary(pipeline.name)
+    finally:
+        store.close()
+    console = Console(file=sys.stdout, highlight=False)
+    totals = ", ".join(f"{status.value} {count:,}" for status, count in summary.totals.items()) or "none"
+    console.print(f"{pipeline.name}: events {totals}; watermark {summary.watermark}")
+    runs = Table("run", "started", "ended", "exit", "extracted", "delivered", "rejected", "failed",
+                 "skipped", "pending", title="recent runs")
+    for record in summary.runs:
+        s = record.summary or {}
+        runs.add_row(str(record.id), f"{record.started_at:%Y-%m-%d %H:%M:%S}",
+                     f"{record.ended_at:%Y-%m-%d %H:%M:%S}" if record.ended_at else "running / killed",
+                     "" if record.exit_code is None else str(record.exit_code),
+                     *(str(s.get(key, "")) for key in ("extracted", "delivered", "rejected", "failed",
+                                                       "skipped_unchanged")),
+                     str(_pending(s)))
+    console.print(runs)
+    if summary.last_errors:
+        errors = Table("event id", "error", "when", title="last errors")
+        for event_id, error, when in summary.last_errors:
+            errors.add_row(event_id, error, f"{when:%Y-%m-%d %H:%M:%S}")
+        console.print(errors)
+    return 0
+
+
+def _pending(summary: dict[str, Any]) -> int | str:
+    """Valid events a run read but neither sent nor skipped (it was stopped or limited)."""
+    if not summary:
+        return ""
+    done = sum(summary.get(k, 0) for k in ("skipped_unchanged", "delivered", "failed"))
+    done += summary.get("rejected_by_rule", {}).get("api", 0)
+    return max(summary.get("valid", 0) + summary.get("retried_from_last_run", 0) - done, 0)
+
+
+main.add_command(sandbox_command, "sandbox")

@@ -1,0 +1,462 @@
+"""A run, end to end: pending work first, then extract -> validate -> transform -> load.
+
+Extraction, validation and transformation happen in a worker thread one chunk ahead
+of the senders, so a fast API is never starved and a slow one never makes the whole
+source sit in memory: at most the chunk being sent and the one being prepared are
+held (SPEC §7). Every outcome is durable in the state store before its worker takes
+the next event, which is what makes a `kill -9` cost at most the requests in flight.
+
+    >>> import etl
+    >>> pipeline = etl.load_pipeline("pipelines/orders_shipped.yaml")
+    >>> report = etl.run(pipeline, etl.RunOptions(dry_run=True))
+    >>> report.exit_code
+    1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import pandas as pd
+
+from etl.definition import Pipeline, parse_pipeline
+from etl.errors import AbortError, DefinitionError, RunInterrupted
+from etl.events import Event, Outcome, Status
+from etl.extract import Window, open_extractor
+from etl.load import Loader
+from etl.quarantine import EVENT_ID, Quarantine
+from etl.redact import mask_email, mask_phone
+from etl.report import ProgressDisplay, RunReport
+from etl.state import StateStore
+from etl.transform import Transformer
+from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+
+#: Reject examples kept per rule for `etl validate`.
+EXAMPLES_PER_RULE = 3
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a pipeline; the CLI's `etl run` options, for orchestrators."""
+
+    dry_run: bool = False  # everything but HTTP; nothing is written to state
+    output: Path | None = None  # dry run: write the bodies that would be sent, one per line
+    limit: int | None = None  # read at most this many source rows
+    since: str | None = None  # overrides the stored watermark (exclusive lower bound)
+    until: str | None = None  # inclusive upper bound on the incremental cursor
+    full_refresh: bool = False  # ignore state: resend everything
+    progress: bool | None = None  # live display; None = only on a terminal
+
+
+def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
+    """Parse a pipeline file and check that every mapped column exists in the source."""
+    pipeline = parse_pipeline(path)
+    available = set(open_extractor(pipeline.source).columns())
+    missing = [column for column in pipeline.mapped_columns() if column not in available]
+    if missing:
+        raise DefinitionError(
+            pipeline.file,
+            [("event", f"column {name!r} is not in the source (it has: {', '.join(sorted(available))})")
+             for name in missing],
+        )
+    return pipeline
+
+
+@dataclass
+class _Prepared:
+    """One chunk after validation and transformation, with what the loop must count."""
+
+    chunk: pd.DataFrame
+    labels: list[Any]  # original index label of each event
+    events: list[Event]
+    valid: int
+    skipped: int
+    rejects: pd.DataFrame
+    skipped_cursors: list[Any] = field(default_factory=list)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+
+class _Watermark:
+    """Tracks how far the incremental cursor may advance: past done rows, never past failed ones.
+
+    Exact while failures arrive in cursor order; otherwise it keeps the old watermark
+    (safe: diffing makes the re-read rows cost nothing to send).
+    """
+
+    def __init__(self) -> None:
+        self.done_max: Any = None
+        self.blocked_min: Any = None
+        self.lost_track = False
+
+    def done(self, cursor: Any) -> None:
+        if cursor is None or pd.isna(cursor):
+            return
+        if self.blocked_min is not None and cursor >= self.blocked_min:
+            return
+        if self.done_max is None or cursor > self.done_max:
+            self.done_max = cursor
+
+    def blocked(self, cursor: Any) -> None:
+        if cursor is None or pd.isna(cursor):
+            return
+        if self.blocked_min is None or cursor < self.blocked_min:
+            self.blocked_min = cursor
+            if self.done_max is not None and self.done_max >= cursor:
+                self.lost_track = True
+
+    def new_value(self, old: Any) -> Any:
+        if self.lost_track or self.done_max is None:
+            return old
+        if old is not None and self.done_max <= old:
+            return old
+        return self.done_max
+
+
+class _Run:
+    """The state of one run; `execute` is the whole of it."""
+
+    def __init__(self, pipeline: Pipeline, options: RunOptions, mode: str) -> None:
+        self.pipeline = pipeline
+        self.options = options
+        self.mode = mode
+        self.report = RunReport(pipeline=pipeline.name, mode=mode)
+        self.validator = Validator(pipeline.event)
+        cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
+        self.cursor = cursor
+        self.transformer = Transformer(pipeline.event, pipeline.destination.store_id, cursor)
+        self.state = self._open_state()
+        self.watermark = _Watermark()
+        self.examples: dict[str, list[str]] = {}
+        self.origins: dict[str, tuple[pd.DataFrame, Any]] = {}
+        self.retry_ids: set[str] = set()
+        self.extraction_complete = False
+        self.output: BinaryIO | None = None
+
+    # -- set-up -------------------------------------------------------------------
+    def _open_state(self) -> StateStore | None:
+        """Validate and dry runs only read state, and only if it already exists."""
+        url = self.pipeline.state_url
+        if self.mode == "run":
+            return StateStore(url)
+        if self.mode == "validate":
+            return None
+        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+            return None
+        return StateStore(url)
+
+    def _window(self) -> Window | None:
+        incremental = self.pipeline.source.incremental
+        if incremental is None:
+            if self.options.since or self.options.until:
+                raise DefinitionError(
+                    self.pipeline.file, [("source.incremental", "--since/--until need an incremental cursor")]
+                )
+            return None
+        after: Any = self.options.since
+        if after is None and not self.options.full_refresh and self.state is not None:
+            after = self.state.watermark(self.pipeline.name)
+        if after is None and self.options.until is None:
+            return None
+        return Window(cursor=incremental.cursor, after=after, until=self.options.until)
+
+    # -- the prepare stage (worker thread) ----------------------------------------
+    def _chunks(self) -> Iterator[pd.DataFrame]:
+        columns = self.pipeline.mapped_columns()
+        remaining = self.options.limit
+        for chunk in open_extractor(self.pipeline.source).chunks(columns, self._window()):
+            if remaining is not None:
+                chunk = chunk.iloc[:remaining]
+                remaining -= len(chunk)
+            if len(chunk):
+                yield chunk
+            if remaining is not None and remaining <= 0:
+                return
+
+    def _prepare(self, chunk: pd.DataFrame) -> _Prepared:
+        split = self.validator.split(chunk)
+        events = self.transformer.to_events(split.valid) if self.mode != "validate" else []
+        labels = list(split.valid.index)
+        skipped_cursors: list[Any] = []
+        if events and self.state is not None and not self.options.full_refresh:
+            known = self.state.known(self.pipeline.name, [event.id for event in events])
+            keep = [
+                i for i, event in enumerate(events)
+                if event.id not in self.retry_ids and not _unchanged(known.get(event.id), event)
+            ]
+            kept = set(keep)
+            skipped_cursors = [event.cursor for i, event in enumerate(events) if i not in kept]
+            events = [events[i] for i in keep]
+            labels = [labels[i] for i in keep]
+        return _Prepared(
+            chunk,
+            labels,
+            events,
+            valid=len(split.valid),
+            skipped=len(skipped_cursors),
+            rejects=split.rejects,
+            skipped_cursors=skipped_cursors,
+            examples=self._examples(split.rejects),
+        )
+
+    def _examples(self, rejects: pd.DataFrame) -> dict[str, list[str]]:
+        if self.mode != "validate" or rejects.empty:
+            return {}
+        examples: dict[str, list[str]] = {}
+        customer = self.pipeline.event.customer
+        for rule, group in rejects.groupby(REJECT_RULE, sort=False):
+            wanted = EXAMPLES_PER_RULE - len(self.examples.get(str(rule), []))
+            for _, row in group.head(max(wanted, 0)).iterrows():
+                reason = str(row[REJECT_REASON])
+                for column, mask in ((customer.email, mask_email), (customer.phone_number, mask_phone)):
+                    value = row.get(column) if column else None
+                    if isinstance(value, str) and value:
+                        reason = reason.replace(value.strip(), mask(value.strip()))
+                examples.setdefault(str(rule), []).append(reason)
+        return examples
+
+    # -- the async side -----------------------------------------------------------
+    def _account(self, prepared: _Prepared) -> None:
+        report = self.report
+        report.extracted += len(prepared.chunk)
+        report.valid += prepared.valid
+        report.skipped_unchanged += prepared.skipped
+        for cursor in prepared.skipped_cursors:
+            self.watermark.done(cursor)
+        for rule, count in prepared.rejects[REJECT_RULE].value_counts().items():
+            report.reject(str(rule), int(count))
+        if self.cursor is not None and not prepared.rejects.empty:
+            for value in prepared.rejects[self.cursor].dropna():
+                self.watermark.done(_native(value))
+        self.quarantine.write(prepared.rejects)
+        for rule, lines in prepared.examples.items():
+            self.examples.setdefault(rule, []).extend(lines)
+        for event, label in zip(prepared.events, prepared.labels, strict=True):
+            self.origins[event.id] = (prepared.chunk, label)
+
+    async def _prepared_chunks(self) -> AsyncIterator[_Prepared]:
+        """Prepare chunks one ahead of the consumer, in a worker thread."""
+        queue: asyncio.Queue[_Prepared | BaseException | None] = asyncio.Queue(maxsize=1)
+
+        async def produce() -> None:
+            try:
+                chunks = self._chunks()
+                while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                    await queue.put(await asyncio.to_thread(self._prepare, chunk))
+                self.extraction_complete = True
+                await queue.put(None)
+            except Exception as exc:  # handed to the consumer, which re-raises it
+                await queue.put(exc)
+
+        producer = asyncio.create_task(produce())
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                self._account(item)
+                yield item
+        finally:
+            producer.cancel()
+
+    async def _events(self) -> AsyncIterator[Event]:
+        """Failed events of earlier runs first, then the source's new or changed events."""
+        if self.state is not None and not self.options.full_refresh:
+            for event in self.state.failed_events(self.pipeline.name):
+                self.retry_ids.add(event.id)
+                self.report.retried_from_last_run += 1
+                yield event
+        async for prepared in self._prepared_chunks():
+            for event in prepared.events:
+                yield event
+
+    async def _on_outcome(self, outcome: Outcome) -> None:
+        assert self.state is not None
+        await self.state.record(self.pipeline.name, self.report.run_id or 0, outcome)
+        event = outcome.event
+        origin = self.origins.pop(event.id, None)
+        if outcome.status is Status.DELIVERED:
+            self.report.delivered += 1
+            self.watermark.done(event.cursor)
+        elif outcome.status is Status.REJECTED:
+            self.report.reject("api")
+            self.watermark.done(event.cursor)
+            self._quarantine_api_reject(outcome, origin)
+        else:
+            self.report.failed += 1
+            self.watermark.blocked(event.cursor)
+        self.progress.tick()
+
+    def _quarantine_api_reject(self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None) -> None:
+        row = origin[0].loc[[origin[1]]] if origin else pd.DataFrame(index=[0])
+        self.quarantine.write(
+            row.assign(**{REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id})
+        )
+
+    async def _load(self, client: httpx.AsyncClient | None) -> None:
+        async with Loader(self.pipeline.destination, client=client) as loader:
+            try:
+                await loader.deliver(self._events(), self._on_outcome)
+            finally:
+                stats = loader.stats
+                self.report.requests = stats.requests
+                self.report.http_retries = stats.retries
+                self.report.http_429 = stats.http_429
+                self.report.limiter_wait_s = stats.limiter_wait_s
+                self.report.pause_429_s = stats.pause_429_s
+
+    async def _dry_run(self) -> None:
+        async for event in self._events():
+            if self.output is not None:
+                self.output.write(event.body + b"\n")
+            self.report.written += 1
+            self.watermark.done(event.cursor)
+            self.origins.pop(event.id, None)
+            self.progress.tick()
+
+    async def _validate(self) -> None:
+        async for _ in self._prepared_chunks():
+            self.progress.tick()
+
+    # -- the whole run ------------------------------------------------------------
+    async def execute(self, client: httpx.AsyncClient | None = None) -> RunReport:
+        report = self.report
+        started = time.monotonic()
+        if self.state is not None and self.mode == "run":
+            report.run_id = self.state.begin_run(self.pipeline.name)
+        run_name = str(report.run_id) if report.run_id is not None else datetime.now(UTC).strftime(
+            f"{self.mode}-%Y%m%dT%H%M%S"
+        )
+        self.quarantine = Quarantine(
+            self.pipeline.rejects_dir / f"{run_name}.csv", self.pipeline.mapped_columns()
+        )
+        if self.options.output is not None:
+            self.options.output.parent.mkdir(parents=True, exist_ok=True)
+            self.output = self.options.output.open("wb")
+        self.progress = ProgressDisplay(report, enabled=self.options.progress)
+        work = {"run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate}
+        try:
+            with self.progress:
+                await _interruptible(work[self.mode]())
+        except RunInterrupted as exc:
+            self._finish(started, "interrupted", 130, str(exc))
+            exc.report = report
+            raise
+        except AbortError as exc:
+            self._finish(started, "aborted", exc.exit_code, str(exc))
+            exc.report = report
+            raise
+        self._finish(started, "completed", 1 if report.rejected or report.failed else 0, None)
+        return report
+
+    def _finish(self, started: float, outcome: str, exit_code: int, error: str | None) -> None:
+        report = self.report
+        report.duration_s = time.monotonic() - started
+        report.requests_per_s = report.requests / report.duration_s if report.duration_s else 0.0
+        report.outcome, report.exit_code, report.error = outcome, exit_code, error
+        if self.quarantine.rows:
+            report.quarantine_file = str(self.quarantine.path)
+        if self.output is not None:
+            self.output.close()
+        if self.state is None:
+            return
+        if self.mode == "run":
+            report.watermark = self._advance_watermark(outcome)
+            self.state.end_run(report.run_id or 0, exit_code, report.to_json())
+        else:
+            report.watermark = self.state.watermark(self.pipeline.name)
+        self.state.close()
+
+    def _advance_watermark(self, outcome: str) -> Any:
+        """Only a complete read of the stored window may move the watermark (SPEC §6)."""
+        assert self.state is not None
+        old = self.state.watermark(self.pipeline.name)
+        manual_window = self.options.since is not None or self.options.until is not None
+        if (
+            self.cursor is None
+            or outcome != "completed"
+            or not self.extraction_complete
+            or self.options.limit is not None
+            or manual_window
+        ):
+            return old
+        new = self.watermark.new_value(old)
+        if new is not None and new != old:
+            self.state.set_watermark(self.pipeline.name, new)
+        return new
+
+
+def _unchanged(known: tuple[str, Status] | None, event: Event) -> bool:
+    """Delivered (or refused by the API) with the same payload: sending again changes nothing."""
+    return known is not None and known[0] == event.payload_hash and known[1] is not Status.FAILED
+
+
+def _native(value: Any) -> Any:
+    """pandas/numpy scalars as plain Python values, comparable with Event.cursor."""
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") else value
+
+
+async def _interruptible(work: Any) -> None:
+    """Run `work`; SIGINT/SIGTERM cancel it cleanly and surface as RunInterrupted."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(work)
+    received: list[str] = []
+
+    def stop(name: str) -> None:
+        received.append(name)
+        task.cancel()
+
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop, signum.name)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or not Unix
+            pass
+    try:
+        await task
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        raise RunInterrupted(f"stopped by {received[0]}; state is saved, rerun to resume") from None
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+async def run_async(
+    pipeline: Pipeline,
+    options: RunOptions | None = None,
+    *,
+    client: httpx.AsyncClient | None = None,
+    mode: str | None = None,
+) -> RunReport:
+    """Run a pipeline (or dry-run / validate it) and return its report.
+
+    Raises AbortError subclasses (exit 3) and RunInterrupted (exit 130) after the
+    state is committed; `report.exit_code` is 0 or 1 otherwise.
+    """
+    options = options or RunOptions()
+    chosen = mode or ("dry-run" if options.dry_run else "run")
+    return await _Run(pipeline, options, chosen).execute(client)
+
+
+def run(pipeline: Pipeline, options: RunOptions | None = None, *, mode: str | None = None) -> RunReport:
+    """Blocking wrapper of `run_async` for cron jobs and orchestrators."""
+    return asyncio.run(run_async(pipeline, options, mode=mode))
+
+
+def validate(pipeline: Pipeline) -> tuple[RunReport, dict[str, list[str]]]:
+    """Extract, validate and transform only; return the report and masked examples per rule."""
+    run_ = _Run(pipeline, RunOptions(), "validate")
+    report = asyncio.run(run_.execute())
+    return report, run_.examples

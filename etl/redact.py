@@ -1,0 +1,27 @@
+"""Masking of personal data before it reaches a terminal or a log (SPEC §7).
+
+Quarantine files keep the original rows (the user needs them to fix the data);
+everything printed or logged goes through here first.
+"""
+
+from __future__ import annotations
+
+
+def mask_email(value: str) -> str:
+    """`jane.doe@example.com` -> `j***@example.com`; a value without `@` is masked whole."""
+    local, at, domain = value.partition("@")
+    if not at:
+        return mask_text(value)
+    return f"{local[:1]}***@{domain}"
+
+
+def mask_phone(value: str) -> str:
+    """`+14155552671` -> `+1******71`: enough to recognise, not enough to call."""
+    if len(value) <= 4:
+        return "*" * len(value)
+    return value[:2] + "*" * (len(value) - 4) + value[-2:]
+
+
+def mask_text(value: str) -> str:
+    """Anything else personal: keep the first character only."""
+    return value[:1] + "***" if value else value

@@ -1,0 +1,159 @@
+"""What the user sees of a run: live progress, the end-of-run summary, `--report-json`.
+
+A multi-day backfill is judged by where its time goes, so the summary says how long
+the run waited on the limiter and on 429 pauses next to what it delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+log = logging.getLogger("etl")
+
+
+@dataclass
+class RunReport:
+    """Counters of one run; also the `--report-json` document."""
+
+    pipeline: str
+    run_id: int | None = None
+    mode: str = "run"  # run | dry-run | validate
+    extracted: int = 0
+    valid: int = 0
+    rejected: int = 0
+    rejected_by_rule: Counter[str] = field(default_factory=Counter)
+    skipped_unchanged: int = 0
+    retried_from_last_run: int = 0
+    delivered: int = 0
+    failed: int = 0
+    written: int = 0  # dry-run: bodies written instead of sent
+    requests: int = 0
+    http_retries: int = 0
+    http_429: int = 0
+    limiter_wait_s: float = 0.0
+    pause_429_s: float = 0.0
+    duration_s: float = 0.0
+    requests_per_s: float = 0.0
+    watermark: Any = None
+    quarantine_file: str | None = None
+    exit_code: int = 0
+    outcome: str = "completed"  # completed | aborted | interrupted
+    error: str | None = None
+
+    def reject(self, rule: str, count: int = 1) -> None:
+        """Count rejects under a §5 rule name (or `api` for the API's refusals)."""
+        self.rejected += count
+        self.rejected_by_rule[rule] += count
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict; datetimes and other values become strings."""
+        data = asdict(self)
+        data["rejected_by_rule"] = dict(self.rejected_by_rule)
+        return json.loads(json.dumps(data, default=str))
+
+    def write_json(self, path: Path) -> None:
+        """Write the report for orchestrators (`--report-json`)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+
+
+def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
+    """The end-of-run table of SPEC §2."""
+    console = Console(file=stream or sys.stderr, highlight=False)
+    table = Table(title=f"{report.pipeline}: {report.mode} {report.outcome}", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("extracted", report.extracted),
+        ("valid", report.valid),
+        ("rejected", report.rejected),
+        *((f"  rejected: {rule}", n) for rule, n in sorted(report.rejected_by_rule.items())),
+        ("skipped (unchanged)", report.skipped_unchanged),
+        ("retried from last run", report.retried_from_last_run),
+    ]
+    if report.mode == "dry-run":
+        rows.append(("written (dry run)", report.written))
+    elif report.mode == "run":
+        rows += [
+            ("delivered", report.delivered),
+            ("failed", report.failed),
+            ("HTTP requests", report.requests),
+            ("HTTP retries", report.http_retries),
+            ("429s seen", report.http_429),
+            ("waited on limiter (s)", f"{report.limiter_wait_s:.1f}"),
+            ("paused by 429 (s)", f"{report.pause_429_s:.1f}"),
+            ("achieved requests/s", f"{report.requests_per_s:.2f}"),
+        ]
+    rows.append(("duration (s)", f"{report.duration_s:.1f}"))
+    if report.watermark is not None:
+        rows.append(("watermark", report.watermark))
+    if report.quarantine_file:
+        rows.append(("quarantine file", report.quarantine_file))
+    if report.error:
+        rows.append(("stopped because", report.error))
+    for name, value in rows:
+        table.add_row(name, str(value))
+    console.print(table)
+
+
+class ProgressDisplay:
+    """A rich live line on a terminal; a plain log line every `interval` seconds otherwise."""
+
+    def __init__(self, report: RunReport, *, enabled: bool | None = None, interval: float = 10.0) -> None:
+        self.report = report
+        self.interval = interval
+        self.started = time.monotonic()
+        self._last_log = self.started
+        self._total: int | None = None
+        on_terminal = sys.stderr.isatty() if enabled is None else enabled
+        self._progress = (
+            Progress(TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
+            if on_terminal
+            else None
+        )
+        self._task = self._progress.add_task("starting") if self._progress else None
+
+    def __enter__(self) -> ProgressDisplay:
+        if self._progress:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress:
+            self._progress.stop()
+
+    def line(self) -> str:
+        """Rows read, valid, delivered, rate and (when rows remain to send) an ETA."""
+        r = self.report
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        done = r.delivered + r.written
+        rate = done / elapsed
+        pending = r.valid + r.retried_from_last_run - r.skipped_unchanged - done - r.failed
+        pending -= r.rejected_by_rule.get("api", 0)
+        eta = f", ETA {pending / rate:,.0f}s for what is read so far" if rate > 0 and pending > 0 else ""
+        return (
+            f"read {r.extracted:,}, valid {r.valid:,}, rejected {r.rejected:,}, "
+            f"skipped {r.skipped_unchanged:,}, sent {done:,}, failed {r.failed:,}, "
+            f"{rate:,.1f}/s{eta}"
+        )
+
+    def tick(self) -> None:
+        """Refresh the display; cheap enough to call per outcome."""
+        if self._progress and self._task is not None:
+            self._progress.update(self._task, description=self.line())
+            return
+        now = time.monotonic()
+        if now - self._last_log >= self.interval:
+            self._last_log = now
+            log.info("%s: %s", self.report.pipeline, self.line())
