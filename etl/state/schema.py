@@ -1,0 +1,130 @@
+"""The state store's tables, its schema version, and how loose values are stored.
+
+Portable across SQLite, PostgreSQL and MySQL/MariaDB: plain strings, integers and
+blobs; times are naive UTC in the database and aware UTC in Python; cursor and
+watermark values are JSON text tagged with their Python type, so an `int` comes
+back an `int` and an aware `datetime` keeps its instant.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+#: Bumped whenever a table changes; the store refuses a database written by a newer version.
+SCHEMA_VERSION = 1
+
+
+class UtcDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes in Python, naive UTC in every database (SQLite has no time zones)."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "etl_schema_version",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+)
+
+runs = sa.Table(
+    "etl_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("pipeline", sa.String(200), nullable=False, index=True),
+    sa.Column("started_at", UtcDateTime, nullable=False),
+    sa.Column("ended_at", UtcDateTime),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("summary", sa.Text),  # the run's JSON report
+)
+
+# One row per (pipeline, event id): its latest outcome. WITHOUT ROWID on SQLite, so
+# the primary key is the table and a diff lookup touches one b-tree.
+events = sa.Table(
+    "etl_events",
+    metadata,
+    sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("payload_hash", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),  # cumulative across runs
+    sa.Column("last_error", sa.Text),
+    sa.Column("first_at", UtcDateTime, nullable=False),
+    sa.Column("last_at", UtcDateTime, nullable=False),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("body", sa.LargeBinary),  # kept only while the event is failed (to resend it)
+    sa.Column("cursor", sa.Text),  # type-tagged, see encode_value
+    sa.Index("ix_etl_events_status", "pipeline", "status", "last_at"),
+    sqlite_with_rowid=False,
+)
+
+watermarks = sa.Table(
+    "etl_watermarks",
+    metadata,
+    sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),  # type-tagged, see encode_value
+)
+
+
+def encode_value(value: Any) -> str | None:
+    """A cursor or watermark as JSON text tagged with its type; None stays None.
+
+    >>> encode_value(5)
+    '{"type": "int", "value": 5}'
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        tagged = {"type": "bool", "value": value}
+    elif isinstance(value, int):
+        tagged = {"type": "int", "value": int(value)}
+    elif isinstance(value, float):
+        tagged = {"type": "float", "value": value}
+    elif isinstance(value, Decimal):
+        tagged = {"type": "decimal", "value": str(value)}
+    elif isinstance(value, str):
+        tagged = {"type": "str", "value": value}
+    elif isinstance(value, datetime):  # before date: a datetime is a date
+        tagged = {"type": "datetime", "value": value.isoformat()}
+    elif isinstance(value, date):
+        tagged = {"type": "date", "value": value.isoformat()}
+    else:
+        raise TypeError(
+            f"cannot store a {type(value).__name__} cursor value; "
+            "use int, float, Decimal, str, date or datetime"
+        )
+    return json.dumps(tagged)
+
+
+_DECODERS: dict[str, Any] = {
+    "bool": bool,
+    "int": int,
+    "float": float,
+    "decimal": Decimal,
+    "str": str,
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+}
+
+
+def decode_value(text: str | None) -> Any:
+    """The Python value `encode_value` stored, of the same type."""
+    if text is None:
+        return None
+    tagged = json.loads(text)
+    return _DECODERS[tagged["type"]](tagged["value"])
