@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
 
 #: Bumped whenever a table changes; the store refuses a database written by a newer version.
 SCHEMA_VERSION = 1
@@ -24,6 +25,11 @@ class UtcDateTime(sa.types.TypeDecorator[datetime]):
 
     impl = sa.DateTime
     cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):  # DATETIME alone drops the microseconds
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(sa.DateTime())
 
     def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
         if value is None:
