@@ -18,13 +18,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from etl.errors import AbortError
 from etl.events import Event, Outcome, Status
 from etl.state import StateStore
-from etl.state.schema import SCHEMA_VERSION, encode_value, events, schema_version
+from etl.state.schema import SCHEMA_VERSION, decode_value, encode_value, events, schema_version
 
 PIPELINE = "orders_shipped"
 
@@ -46,11 +48,13 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     with engine.begin() as connection:
         connection.execute(sa.text(f"CREATE {kind} {name}"))
     if request.param == "postgres":
-        yield engine.url.update_query_dict({"options": f"-csearch_path={name}"}).render_as_string(False)
+        scoped = engine.url.update_query_dict({"options": f"-csearch_path={name}"})
+        yield scoped.render_as_string(hide_password=False)
     else:
-        yield engine.url.set(database=name).render_as_string(False)
+        yield engine.url.set(database=name).render_as_string(hide_password=False)
     with engine.begin() as connection:
-        connection.execute(sa.text(f"DROP {kind} {name}" + (" CASCADE" if kind == "SCHEMA" else "")))
+        cascade = " CASCADE" if kind == "SCHEMA" else ""
+        connection.execute(sa.text(f"DROP {kind} {name}{cascade}"))
 
 
 @pytest.fixture
@@ -62,11 +66,13 @@ def store(url: str) -> Iterator[StateStore]:
 
 def event(n: int, payload_hash: str = "h1", cursor: Any = None) -> Event:
     event_id = str(uuid.UUID(int=n))
-    return Event(id=event_id, body=b'{"id":"%s","n":%d}' % (event_id.encode(), n), payload_hash=payload_hash,
-                 cursor=cursor)
+    body = b'{"id":"%s","n":%d}' % (event_id.encode(), n)
+    return Event(id=event_id, body=body, payload_hash=payload_hash, cursor=cursor)
 
 
-def outcome(n: int, status: Status, attempts: int = 1, error: str | None = None, **kwargs: Any) -> Outcome:
+def outcome(
+    n: int, status: Status, attempts: int = 1, error: str | None = None, **kwargs: Any
+) -> Outcome:
     return Outcome(event=event(n, **kwargs), status=status, attempts=attempts, error=error)
 
 
@@ -74,7 +80,8 @@ def test_schema_is_created_with_its_version(url: str) -> None:
     StateStore(url).close()
     engine = sa.create_engine(url)
     with engine.connect() as connection:
-        assert connection.execute(sa.select(schema_version.c.version)).scalars().all() == [SCHEMA_VERSION]
+        versions = connection.execute(sa.select(schema_version.c.version)).scalars().all()
+    assert versions == [SCHEMA_VERSION]
     engine.dispose()
     StateStore(url).close()  # reopening does not stamp the version twice
 
@@ -92,9 +99,11 @@ def test_a_newer_schema_is_refused(url: str) -> None:
 def test_reopen_keeps_data_and_known_returns_hash_and_status(url: str) -> None:
     first = StateStore(url)
     run = first.begin_run(PIPELINE)
-    first.record_many(PIPELINE, run, [outcome(1, Status.DELIVERED, payload_hash="a"),
-                                      outcome(2, Status.FAILED, payload_hash="b", error="503"),
-                                      outcome(3, Status.REJECTED, payload_hash="c", error="bad email")])
+    first.record_many(PIPELINE, run, [
+        outcome(1, Status.DELIVERED, payload_hash="a"),
+        outcome(2, Status.FAILED, payload_hash="b", error="503"),
+        outcome(3, Status.REJECTED, payload_hash="c", error="bad email"),
+    ])
     first.close()
     second = StateStore(url)
     ids = [event(n).id for n in (1, 2, 3, 4)]
@@ -116,7 +125,8 @@ def test_known_handles_more_ids_than_one_query_takes(store: StateStore) -> None:
 @pytest.mark.anyio
 async def test_record_is_durable_when_it_returns(url: str) -> None:
     writer = StateStore(url)
-    await writer.record(PIPELINE, writer.begin_run(PIPELINE), outcome(7, Status.DELIVERED, payload_hash="x"))
+    run = writer.begin_run(PIPELINE)
+    await writer.record(PIPELINE, run, outcome(7, Status.DELIVERED, payload_hash="x"))
     reader = StateStore(url)  # a separate store (own connections) sees it: it was committed
     assert reader.known(PIPELINE, [event(7).id]) == {event(7).id: ("x", Status.DELIVERED)}
     reader.close()
@@ -126,7 +136,9 @@ async def test_record_is_durable_when_it_returns(url: str) -> None:
 @pytest.mark.anyio
 async def test_concurrent_records_are_group_committed(store: StateStore) -> None:
     run = store.begin_run(PIPELINE)
-    await asyncio.gather(*(store.record(PIPELINE, run, outcome(n, Status.DELIVERED)) for n in range(500)))
+    await asyncio.gather(
+        *(store.record(PIPELINE, run, outcome(n, Status.DELIVERED)) for n in range(500))
+    )
     assert len(store.known(PIPELINE, [event(n).id for n in range(500)])) == 500
     assert 1 <= store.commits <= 10
 
@@ -135,17 +147,31 @@ async def test_concurrent_records_are_group_committed(store: StateStore) -> None
 async def test_record_many_and_repeats_within_a_batch_add_attempts(store: StateStore) -> None:
     await asyncio.gather(store.record(PIPELINE, 1, outcome(1, Status.FAILED, attempts=3)),
                          store.record(PIPELINE, 1, outcome(1, Status.FAILED, attempts=2)))
-    store.record_many(PIPELINE, 2, [outcome(1, Status.FAILED, attempts=4), outcome(1, Status.DELIVERED)])
+    store.record_many(
+        PIPELINE, 2, [outcome(1, Status.FAILED, attempts=4), outcome(1, Status.DELIVERED)]
+    )
     assert _row(store, 1)["attempts"] == 10
 
 
 @pytest.mark.anyio
-async def test_a_failed_write_reaches_its_waiters_and_the_writer_lives_on(store: StateStore) -> None:
-    broken = Outcome(event(1), Status.DELIVERED, attempts=None)  # type: ignore[arg-type]  # NOT NULL
+async def test_a_failed_write_reaches_its_waiters_and_the_writer_lives_on(
+    store: StateStore,
+) -> None:
+    # attempts is NOT NULL in every database
+    broken = Outcome(event(1), Status.DELIVERED, attempts=None)  # type: ignore[arg-type]
     with pytest.raises(sa.exc.IntegrityError):
         await store.record(PIPELINE, 1, broken)
     await store.record(PIPELINE, 1, outcome(2, Status.DELIVERED))
     assert list(store.known(PIPELINE, [event(1).id, event(2).id])) == [event(2).id]
+
+
+def test_numpy_and_pandas_cursor_values_are_stored_as_python_values() -> None:
+    assert decode_value(encode_value(np.int64(7))) == 7
+    assert type(decode_value(encode_value(np.int64(7)))) is int
+    assert type(decode_value(encode_value(np.float64(0.5)))) is float
+    stamp = pd.Timestamp("2024-05-01T10:00:00.5Z")
+    assert decode_value(encode_value(stamp)) == stamp.to_pydatetime()
+    assert [encode_value(missing) for missing in (None, float("nan"), pd.NaT)] == [None, None, None]
 
 
 def test_an_unstorable_cursor_is_refused_with_its_type() -> None:
@@ -154,13 +180,18 @@ def test_an_unstorable_cursor_is_refused_with_its_type() -> None:
 
 
 def test_failed_events_rebuilds_the_exact_event(store: StateStore) -> None:
-    sent = [event(n, payload_hash=f"h{n}", cursor=datetime(2024, 1, n, 12, tzinfo=UTC)) for n in (3, 1, 2)]
+    sent = [
+        event(n, payload_hash=f"h{n}", cursor=datetime(2024, 1, n, 12, tzinfo=UTC))
+        for n in (3, 1, 2)
+    ]
     store.record_many(PIPELINE, 1, [Outcome(e, Status.FAILED, 5, "timeout") for e in sent])
     store.record_many(PIPELINE, 1, [outcome(9, Status.DELIVERED), outcome(8, Status.REJECTED)])
     assert list(store.failed_events(PIPELINE)) == sorted(sent, key=lambda e: e.id)
 
 
-def test_failed_events_pages_through_while_outcomes_are_recorded(store: StateStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_events_pages_through_while_outcomes_are_recorded(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("etl.state.store._FAILED_PAGE", 7)
     store.record_many(PIPELINE, 1, [outcome(n, Status.FAILED) for n in range(30)])
     seen = []
@@ -176,8 +207,8 @@ def test_failed_then_delivered_drops_the_body_and_counts_attempts(store: StateSt
     assert _row(store, 1)["body"] == event(1).body
     store.record_many(PIPELINE, 2, [outcome(1, Status.DELIVERED, attempts=2, payload_hash="h2")])
     row = _row(store, 1)
-    assert (row["status"], row["attempts"], row["run_id"], row["payload_hash"], row["body"], row["last_error"]) == (
-        "delivered", 7, 2, "h2", None, None)
+    latest = ("status", "attempts", "run_id", "payload_hash", "body", "last_error")
+    assert tuple(row[key] for key in latest) == ("delivered", 7, 2, "h2", None, None)
     assert row["first_at"] <= row["last_at"]
     assert store.known(PIPELINE, [event(1).id]) == {event(1).id: ("h2", Status.DELIVERED)}
     assert list(store.failed_events(PIPELINE)) == []
@@ -218,7 +249,9 @@ async def test_summary(store: StateStore) -> None:
     store.end_run(first, 0, {"delivered": 1})
     second = store.begin_run(PIPELINE)
     store.begin_run("other")
-    store.record_many(PIPELINE, second, [outcome(1, Status.DELIVERED), outcome(2, Status.DELIVERED)])
+    store.record_many(
+        PIPELINE, second, [outcome(1, Status.DELIVERED), outcome(2, Status.DELIVERED)]
+    )
     await store.record(PIPELINE, second, outcome(3, Status.REJECTED, error="invalid email"))
     await store.record(PIPELINE, second, outcome(4, Status.FAILED, error="HTTP 503"))
     store.set_watermark(PIPELINE, 99)
@@ -230,19 +263,26 @@ async def test_summary(store: StateStore) -> None:
     assert summary.runs[0].started_at.tzinfo is UTC
     assert summary.totals == {Status.DELIVERED: 2, Status.REJECTED: 1, Status.FAILED: 1}
     assert summary.watermark == 99
-    assert [(i, e) for i, e, _ in summary.last_errors] == [(event(4).id, "HTTP 503"), (event(3).id, "invalid email")]
+    assert [(i, e) for i, e, _ in summary.last_errors] == [
+        (event(4).id, "HTTP 503"),
+        (event(3).id, "invalid email"),
+    ]
     assert all(when.tzinfo is UTC for _, _, when in summary.last_errors)
 
 
 def test_summary_of_an_empty_store(store: StateStore) -> None:
     summary = store.summary(PIPELINE)
-    assert (summary.runs, summary.totals, summary.watermark, summary.last_errors) == ([], {}, None, [])
+    got = (summary.runs, summary.totals, summary.watermark, summary.last_errors)
+    assert got == ([], {}, None, [])
 
 
 @pytest.mark.anyio
 async def test_end_run_and_close_flush_pending_records(url: str) -> None:
     writer = StateStore(url)
-    tasks = [asyncio.create_task(writer.record(PIPELINE, 1, outcome(n, Status.DELIVERED))) for n in range(50)]
+    tasks = [
+        asyncio.create_task(writer.record(PIPELINE, 1, outcome(n, Status.DELIVERED)))
+        for n in range(50)
+    ]
     await asyncio.sleep(0)  # every task has submitted; none is necessarily committed
     writer.close()
     await asyncio.gather(*tasks)
@@ -265,7 +305,8 @@ _KILLED_WRITER = textwrap.dedent(
         n = offset
         while True:
             event_id = str(uuid.UUID(int=n))
-            await store.record("killed", 1, Outcome(Event(event_id, b"{}", "h"), Status.DELIVERED, 1))
+            done = Outcome(Event(event_id, b"{}", "h"), Status.DELIVERED, 1)
+            await store.record("killed", 1, done)
             print(event_id, flush=True)
             n += 32
 
@@ -303,4 +344,5 @@ def test_kill_9_loses_no_acknowledged_outcome(url: str) -> None:
 
 def _row(store: StateStore, n: int) -> dict[str, Any]:
     with store.engine.connect() as connection:
-        return dict(connection.execute(sa.select(events).where(events.c.event_id == event(n).id)).one()._mapping)
+        query = sa.select(events).where(events.c.event_id == event(n).id)
+        return dict(connection.execute(query).one()._mapping)

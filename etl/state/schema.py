@@ -9,6 +9,7 @@ back an `int` and an aware `datetime` keeps its instant.
 from __future__ import annotations
 
 import json
+import numbers
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -88,19 +89,19 @@ watermarks = sa.Table(
 
 
 def encode_value(value: Any) -> str | None:
-    """A cursor or watermark as JSON text tagged with its type; None stays None.
+    """A cursor or watermark as JSON text tagged with its type; None (or NaN/NaT) is None.
 
     >>> encode_value(5)
     '{"type": "int", "value": 5}'
     """
-    if value is None:
+    if value is None or value != value:  # NaN and NaT: a row without a cursor value
         return None
     if isinstance(value, bool):
         tagged = {"type": "bool", "value": value}
-    elif isinstance(value, int):
+    elif isinstance(value, numbers.Integral):  # also numpy integers, stored as int
         tagged = {"type": "int", "value": int(value)}
     elif isinstance(value, float):
-        tagged = {"type": "float", "value": value}
+        tagged = {"type": "float", "value": float(value)}
     elif isinstance(value, Decimal):
         tagged = {"type": "decimal", "value": str(value)}
     elif isinstance(value, str):

@@ -97,7 +97,11 @@ class StateStore:
             connection.execute(
                 runs.update()
                 .where(runs.c.id == run_id)
-                .values(ended_at=_now(), exit_code=exit_code, summary=json.dumps(summary, default=str))
+                .values(
+                    ended_at=_now(),
+                    exit_code=exit_code,
+                    summary=json.dumps(summary, default=str),
+                )
             )
 
     # -- events ---------------------------------------------------------------------
@@ -105,7 +109,8 @@ class StateStore:
         """id -> (payload_hash, status) for the ids the store has seen; the diff's input."""
         found: dict[str, tuple[str, Status]] = {}
         query = sa.select(events.c.event_id, events.c.payload_hash, events.c.status).where(
-            events.c.pipeline == pipeline, events.c.event_id.in_(sa.bindparam("ids", expanding=True))
+            events.c.pipeline == pipeline,
+            events.c.event_id.in_(sa.bindparam("ids", expanding=True)),
         )
         with self.engine.connect() as connection:
             for start in range(0, len(ids), _LOOKUP_CHUNK):
@@ -140,7 +145,12 @@ class StateStore:
             with self.engine.connect() as connection:
                 page = connection.execute(page_query).all()
             for event_id, body, payload_hash, cursor in page:
-                yield Event(id=event_id, body=bytes(body), payload_hash=payload_hash, cursor=decode_value(cursor))
+                yield Event(
+                    id=event_id,
+                    body=bytes(body),
+                    payload_hash=payload_hash,
+                    cursor=decode_value(cursor),
+                )
             if len(page) < _FAILED_PAGE:
                 return
             after = page[-1][0]
@@ -158,14 +168,18 @@ class StateStore:
         """Store an int, float, Decimal, str, date or datetime (aware or naive) watermark."""
         row = {"pipeline": pipeline, "value": encode_value(value)}
         with self.engine.begin() as connection:
-            connection.execute(_upsert(connection, watermarks, lambda new: {"value": new.value}), [row])
+            statement = _upsert(connection, watermarks, lambda new: {"value": new.value})
+            connection.execute(statement, [row])
 
     # -- reporting ------------------------------------------------------------------
     def summary(self, pipeline: str) -> StateSummary:
         """Recent runs, totals per status, watermark and the latest errors of one pipeline."""
         with self.engine.connect() as connection:
             run_rows = connection.execute(
-                sa.select(runs).where(runs.c.pipeline == pipeline).order_by(runs.c.id.desc()).limit(_LISTED)
+                sa.select(runs)
+                .where(runs.c.pipeline == pipeline)
+                .order_by(runs.c.id.desc())
+                .limit(_LISTED)
             ).all()
             counts = dict(
                 connection.execute(
@@ -348,7 +362,9 @@ def _event_update(new: Any) -> dict[str, Any]:
     }
 
 
-def _upsert(connection: sa.Connection, table: sa.Table, update: Callable[[Any], dict[str, Any]]) -> Any:
+def _upsert(
+    connection: sa.Connection, table: sa.Table, update: Callable[[Any], dict[str, Any]]
+) -> Any:
     """INSERT ... ON CONFLICT/ON DUPLICATE KEY UPDATE in the connection's dialect."""
     name = connection.dialect.name
     if name in ("sqlite", "postgresql"):
