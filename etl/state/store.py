@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from etl.errors import AbortError
 from etl.events import Event, Outcome, Status
 from etl.state.schema import (
+    NOT_DELIVERED,
     SCHEMA_VERSION,
     decode_value,
     encode_value,
@@ -135,7 +136,11 @@ class StateStore:
         """
         query = (
             sa.select(events.c.event_id, events.c.body, events.c.payload_hash, events.c.cursor)
-            .where(events.c.pipeline == pipeline, events.c.status == Status.FAILED.value)
+            .where(
+                events.c.pipeline == pipeline,
+                events.c.status == Status.FAILED.value,
+                NOT_DELIVERED,
+            )
             .order_by(events.c.event_id)
             .limit(_FAILED_PAGE)
         )
@@ -193,6 +198,7 @@ class StateStore:
                 .where(
                     events.c.pipeline == pipeline,
                     events.c.status.in_([Status.FAILED.value, Status.REJECTED.value]),
+                    NOT_DELIVERED,
                 )
                 .order_by(events.c.last_at.desc(), events.c.event_id)
                 .limit(_LISTED)
