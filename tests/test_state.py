@@ -158,9 +158,11 @@ async def test_a_failed_write_reaches_its_waiters_and_the_writer_lives_on(
     store: StateStore,
 ) -> None:
     # attempts is NOT NULL in every database
-    broken = Outcome(event(1), Status.DELIVERED, attempts=None)  # type: ignore[arg-type]
-    with pytest.raises(sa.exc.IntegrityError):
+    private = Event(event(1).id, b'{"email":"jane@example.com"}', "h")
+    broken = Outcome(private, Status.FAILED, attempts=None)  # type: ignore[arg-type]
+    with pytest.raises(sa.exc.IntegrityError) as raised:
         await store.record(PIPELINE, 1, broken)
+    assert "jane@example.com" not in str(raised.value)  # the body is never quoted
     await store.record(PIPELINE, 1, outcome(2, Status.DELIVERED))
     assert list(store.known(PIPELINE, [event(1).id, event(2).id])) == [event(2).id]
 

@@ -391,12 +391,13 @@ def _upsert(
 
 
 def _engine(url: str) -> sa.Engine:
+    """An engine whose errors never quote parameters: bodies carry emails and phone numbers."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        return sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(parsed, connect_args={"timeout": 60})
+    engine = sa.create_engine(parsed, connect_args={"timeout": 60}, hide_parameters=True)
 
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
