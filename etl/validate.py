@@ -134,7 +134,7 @@ def _id_text(raw: pd.Series, allow_whole_floats: bool) -> tuple[pd.Series, pd.Se
         return raw.astype("string").str.strip(), pd.Series(True, index=raw.index)
     kinds = raw.map(_id_kind, na_action="ignore")
     text = raw.map(_id_value, na_action="ignore").astype("string").str.strip()
-    ok = kinds.eq("ok").fillna(True) | (kinds.eq("float") & allow_whole_floats).fillna(False)
+    ok = raw.isna() | kinds.eq("ok") | (kinds.eq("float") & allow_whole_floats)
     return text, ok.astype(bool)
 
 
