@@ -96,9 +96,28 @@ def event_id(store_id: str, source: str, event_name: str, key_values: Sequence[A
 def _wire_values(values: pd.Series) -> list[Any]:
     """A column as JSON-native Python values (None for nulls, ISO text for times)."""
     if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
-        return [None if _is_null(v) else _utc_text(v) for v in values.tolist()]
+        return _utc_column(values)
     out = values.astype(object).tolist()
     return [_native(v) for v in out]
+
+
+def _utc_column(values: pd.Series) -> list[Any]:
+    """Vectorised `_utc_text` for a datetime column (None for NaT)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC")
+    base = values.dt.strftime("%Y-%m-%dT%H:%M:%S")
+    micro = values.dt.microsecond
+    text = base.where(micro.eq(0), base + "." + micro.astype("Int64").astype("string").str.zfill(6)) + "Z"
+    return text.astype(object).where(values.notna(), None).tolist()
+
+
+def _key_column(values: pd.Series) -> list[bytes]:
+    """The canonical bytes of every value of one key column."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype):
+        return [
+            b"n0:" if v is None else b"t" + str(len(v)).encode() + b":" + v.encode() for v in _utc_column(values)
+        ]
+    return [_encode(v) for v in values.astype(object).tolist()]
 
 
 def _native(value: Any) -> Any:
@@ -136,12 +155,10 @@ class Transformer:
         if event.id.column:
             ids = valid[event.id.column].astype(object).tolist()
         else:
-            keys = [
-                [_native_key(v) for v in valid[c].astype(object).tolist()] for c in event.id_key_columns()
-            ]
+            keys = [_key_column(valid[c]) for c in event.id_key_columns()]
             prefix = _encode(self.store_id)
             ids = [
-                _uuid5(prefix + _encode(s) + _encode(n) + b"".join(_encode(v) for v in row))
+                _uuid5(prefix + _encode(s) + _encode(n) + b"".join(row))
                 for s, n, row in zip(sources, names, zip(*keys, strict=True) if keys else [()] * len(valid), strict=True)
             ]
         idents = {name: _wire_values(valid[c]) for name, c in self.identifiers.items()}
@@ -169,11 +186,7 @@ class Transformer:
         return events
 
 
-def _native_key(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _wire_cursor(valid: pd.DataFrame, cursor: str | None) -> list[Any]:
     if cursor is None:
         return [None] * len(valid)
-    return [None if _is_null(v) else _native_key(v) for v in valid[cursor].astype(object).tolist()]
+    return [None if _is_null(v) else (v.item() if isinstance(v, np.generic) else v) for v in valid[cursor].astype(object).tolist()]
