@@ -1,0 +1,138 @@
+"""The sandbox as a separate process: started, awaited until healthy, stopped.
+
+Shared by the pytest fixture, `make demo` and the benchmarks, so each talks to
+the same real server over loopback that a user runs with `etl sandbox`.
+
+    with start_sandbox(SandboxConfig(rate_limit=None), port=0) as server:
+        httpx.post(f"{server.base_url}/core/v3/stores/s1/custom_events", ...)
+        server.stats("s1")["status_counts"]
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import fields
+from types import TracebackType
+from typing import IO, Any
+
+import httpx
+
+from etl.errors import EtlError
+from etl.sandbox.app import SandboxConfig
+
+STARTUP_TIMEOUT = 10.0
+_READY = re.compile(rb"sandbox listening on (http://\S+)")
+
+
+class SandboxStartError(EtlError):
+    """The sandbox process did not become healthy in time; carries its stderr."""
+
+
+class SandboxProcess:
+    """A running sandbox process and a small client for its read-back routes."""
+
+    def __init__(self, process: subprocess.Popen[bytes], base_url: str, config: SandboxConfig, stderr: IO[bytes]) -> None:
+        self.process = process
+        self.base_url = base_url
+        self.config = config
+        self.token = config.token
+        self.secret = config.secret
+        self.pid = process.pid
+        self._stderr = stderr
+        self._client = httpx.Client(base_url=base_url, timeout=10.0)
+
+    def events(self, store_id: str) -> list[dict[str, Any]]:
+        """The event bodies the sandbox holds for `store_id`."""
+        return self._get(f"/_sandbox/stores/{store_id}/events")["events"]
+
+    def stats(self, store_id: str) -> dict[str, Any]:
+        """The `/stats` JSON of `store_id`: count, receipts, status_counts, requests, request_times."""
+        return self._get(f"/_sandbox/stores/{store_id}/stats")
+
+    def reset(self) -> None:
+        """Forget every event, stat and rate-limit bucket; restart the seeded faults."""
+        self._client.post("/_sandbox/reset").raise_for_status()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after `timeout` s) and wait for it."""
+        self._client.close()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._stderr.close()
+
+    def __enter__(self) -> SandboxProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.stop()
+
+    def _get(self, path: str) -> Any:
+        response = self._client.get(path)
+        response.raise_for_status()
+        return response.json()
+
+
+def command_line(config: SandboxConfig, port: int = 0, host: str = "127.0.0.1") -> list[str]:
+    """The `python -m etl.sandbox` command that serves `config`."""
+    args = [sys.executable, "-m", "etl.sandbox", "--host", host, "--port", str(port)]
+    for spec in fields(SandboxConfig):
+        value = getattr(config, spec.name)
+        if spec.name == "rate_limit":
+            value = 0 if value is None else value
+        if value is not None:
+            args += [f"--{spec.name.replace('_', '-')}", str(value)]
+    return args
+
+
+def start_sandbox(config: SandboxConfig, port: int | None = None) -> SandboxProcess:
+    """Start the sandbox (a free port when `port` is None) and return once it answers its health check.
+
+    Raises SandboxStartError, with the process's stderr, when it is not healthy within 10 s.
+    """
+    stdout = tempfile.TemporaryFile()
+    stderr = tempfile.TemporaryFile()
+    process = subprocess.Popen(command_line(config, port or 0), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    try:
+        base_url = _wait_ready(process, stdout, deadline)
+    except SandboxStartError:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        stderr.seek(0)
+        message = stderr.read().decode(errors="replace").strip() or "(no output)"
+        stderr.close()
+        raise SandboxStartError(f"the sandbox did not start within {STARTUP_TIMEOUT:.0f} s; its stderr:\n{message}") from None
+    finally:
+        stdout.close()
+    return SandboxProcess(process, base_url, config, stderr)
+
+
+def _wait_ready(process: subprocess.Popen[bytes], stdout: IO[bytes], deadline: float) -> str:
+    """The base URL once the process printed it and answers /_sandbox/health."""
+    base_url = None
+    while time.monotonic() < deadline and process.poll() is None:
+        if base_url is None:
+            stdout.seek(0)
+            found = _READY.search(stdout.read())
+            base_url = found.group(1).decode() if found else None
+        if base_url is not None and _healthy(base_url):
+            return base_url
+        time.sleep(0.02)
+    raise SandboxStartError("not ready")
+
+
+def _healthy(base_url: str) -> bool:
+    try:
+        return httpx.get(f"{base_url}/_sandbox/health", timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False

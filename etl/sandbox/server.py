@@ -1,0 +1,41 @@
+"""Serving the sandbox with uvicorn, tuned so it never bottlenecks the loader."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+
+from etl.sandbox.app import SandboxConfig, create_app
+
+READY = "sandbox listening on http://{host}:{port}"
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that says where it listens once it accepts connections."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets and not self.should_exit:
+            host, port = sockets[0].getsockname()[:2]
+            print(READY.format(host=host, port=port), flush=True)
+
+
+def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8787) -> None:
+    """Serve the sandbox until SIGINT/SIGTERM; port 0 picks a free port (printed when ready).
+
+    Example: `serve(SandboxConfig(rate_limit=None), port=0)` prints
+    "sandbox listening on http://127.0.0.1:41234" and blocks.
+    """
+    sock = socket.create_server((host, port), backlog=2048, reuse_port=False)
+    server = _Server(
+        uvicorn.Config(
+            create_app(config),
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            date_header=False,
+        )
+    )
+    server.run(sockets=[sock])

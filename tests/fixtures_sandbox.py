@@ -1,0 +1,26 @@
+"""The `sandbox` fixture: the real sandbox as a separate process on a free loopback port."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from etl.sandbox.app import SandboxConfig
+from etl.sandbox.process import SandboxProcess, start_sandbox
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Callable[..., SandboxProcess]]:
+    """A factory: `sandbox(rate_limit=None, fail_rate=0.2, seed=1)` starts one; all stop at teardown."""
+    started: list[SandboxProcess] = []
+
+    def start(port: int | None = None, **config: Any) -> SandboxProcess:
+        server = start_sandbox(SandboxConfig(**config), port=port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()
