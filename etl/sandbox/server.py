@@ -27,7 +27,7 @@ def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8787) -> N
     Example: `serve(SandboxConfig(rate_limit=None), port=0)` prints
     "sandbox listening on http://127.0.0.1:41234" and blocks.
     """
-    sock = socket.create_server((host, port), backlog=2048, reuse_port=False)
+    sock = _listen(host, port)
     server = _Server(
         uvicorn.Config(
             create_app(config),
@@ -39,3 +39,18 @@ def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8787) -> N
         )
     )
     server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket created with an explicit IPPROTO_TCP.
+
+    asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP; a socket
+    made with proto 0 (as `socket.create_server` does) leaves Nagle on, and every
+    answer then waits ~40 ms for the client's delayed ACK.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    sock.listen(2048)
+    return sock
