@@ -184,11 +184,15 @@ class Sandbox:
         self.config = config
         self.events: EventStore = open_store(config.db)
         self.tokens = {config.token}
-        self.reset()
+        self.restart()
 
     def reset(self) -> None:
         """Forget events, stats and buckets, and restart the seeded draws (issued tokens stay valid)."""
         self.events.clear()
+        self.restart()
+
+    def restart(self) -> None:
+        """Start counting afresh: empty stats and buckets, seeded draws from the start."""
         self.stats: dict[str, StoreStats] = {}
         self.buckets: dict[str, TokenBucket] = {}
         self.faults = random.Random(self.config.seed)

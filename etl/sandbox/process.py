@@ -43,7 +43,7 @@ class SandboxProcess:
         self.secret = config.secret
         self.pid = process.pid
         self._stderr = stderr
-        self._client = httpx.Client(base_url=base_url, timeout=10.0)
+        self._client = httpx.Client(base_url=base_url, timeout=10.0, verify=False)  # plain HTTP on loopback
 
     def events(self, store_id: str) -> list[dict[str, Any]]:
         """The event bodies the sandbox holds for `store_id`."""
@@ -120,19 +120,20 @@ def start_sandbox(config: SandboxConfig, port: int | None = None) -> SandboxProc
 def _wait_ready(process: subprocess.Popen[bytes], stdout: IO[bytes], deadline: float) -> str:
     """The base URL once the process printed it and answers /_sandbox/health."""
     base_url = None
-    while time.monotonic() < deadline and process.poll() is None:
-        if base_url is None:
-            stdout.seek(0)
-            found = _READY.search(stdout.read())
-            base_url = found.group(1).decode() if found else None
-        if base_url is not None and _healthy(base_url):
-            return base_url
-        time.sleep(0.02)
+    with httpx.Client(timeout=1.0, verify=False) as http:
+        while time.monotonic() < deadline and process.poll() is None:
+            if base_url is None:
+                stdout.seek(0)
+                found = _READY.search(stdout.read())
+                base_url = found.group(1).decode() if found else None
+            if base_url is not None and _healthy(http, base_url):
+                return base_url
+            time.sleep(0.02)
     raise SandboxStartError("not ready")
 
 
-def _healthy(base_url: str) -> bool:
+def _healthy(http: httpx.Client, base_url: str) -> bool:
     try:
-        return httpx.get(f"{base_url}/_sandbox/health", timeout=1.0).status_code == 200
+        return http.get(f"{base_url}/_sandbox/health").status_code == 200
     except httpx.TransportError:
         return False
