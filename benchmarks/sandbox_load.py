@@ -33,7 +33,8 @@ TARGET = 3_000
 
 def _request(path: str, token: str, host: str, n: int) -> bytes:
     body = (
-        b'{"source":"shopify_backfill","event_name":"order_shipped","occurred_at":"2024-03-01T12:30:00Z",'
+        b'{"source":"shopify_backfill","event_name":"order_shipped",'
+        b'"occurred_at":"2024-03-01T12:30:00Z",'
         b'"id":"bench-%d","customer":{"external_id":"c-%d","email":"ann@example.com"},'
         b'"properties":{"order_id":"o-%d","total":12.5,"gift":false}}' % (n, n, n)
     )
@@ -44,7 +45,9 @@ def _request(path: str, token: str, host: str, n: int) -> bytes:
     return head.encode() + body
 
 
-async def _connection(base_url: str, token: str, first: int, deadline: float, statuses: Counter[str]) -> None:
+async def _connection(
+    base_url: str, token: str, first: int, deadline: float, statuses: Counter[str]
+) -> None:
     """One keep-alive connection posting events back to back until the deadline."""
     url = urlsplit(base_url)
     reader, writer = await asyncio.open_connection(url.hostname, url.port)
@@ -68,7 +71,9 @@ async def _load(base_url: str, token: str) -> tuple[Counter[str], float]:
     statuses: Counter[str] = Counter()
     started = time.monotonic()
     deadline = started + DURATION
-    await asyncio.gather(*(_connection(base_url, token, i, deadline, statuses) for i in range(CONNECTIONS)))
+    await asyncio.gather(
+        *(_connection(base_url, token, i, deadline, statuses) for i in range(CONNECTIONS))
+    )
     return statuses, time.monotonic() - started
 
 
@@ -79,8 +84,11 @@ def _run(label: str, config: SandboxConfig) -> None:
     total = sum(statuses.values())
     rate = total / elapsed
     verdict = "meets" if rate >= TARGET else "BELOW"
-    print(f"{label:<14} {total:>7,} requests in {elapsed:4.1f}s = {rate:>6,.0f} requests/s "
-          f"({verdict} the {TARGET:,}/s target); statuses {dict(statuses)}; events held {held:,}", flush=True)
+    print(
+        f"{label:<14} {total:>7,} requests in {elapsed:4.1f}s = {rate:>6,.0f} requests/s "
+        f"({verdict} the {TARGET:,}/s target); statuses {dict(statuses)}; events held {held:,}",
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -13,7 +13,10 @@ from etl.sandbox.process import SandboxProcess, start_sandbox
 
 @pytest.fixture
 def sandbox() -> Iterator[Callable[..., SandboxProcess]]:
-    """A factory: `sandbox(rate_limit=None, fail_rate=0.2, seed=1)` starts one; all stop at teardown."""
+    """A factory: `sandbox(rate_limit=None, fail_rate=0.2, seed=1)` starts one process.
+
+    Every process started stops at teardown (SIGTERM, then SIGKILL after 5 s).
+    """
     started: list[SandboxProcess] = []
 
     def start(port: int | None = None, **config: Any) -> SandboxProcess:

@@ -34,7 +34,9 @@ def event(event_id: str = "e-1", **changes: Any) -> dict[str, Any]:
     return {name: value for name, value in body.items() if value is not MISSING}
 
 
-def post(server: Any, body: Any, token: str | None = None, path: str = EVENTS, **client: Any) -> httpx.Response:
+def post(
+    server: Any, body: Any, token: str | None = None, path: str = EVENTS, **client: Any
+) -> httpx.Response:
     """One POST over a fresh loopback connection (plain HTTP: no TLS context to build)."""
     headers = {wire.TOKEN_HEADER: server.token if token is None else token}
     content = body if isinstance(body, bytes) else None
@@ -63,17 +65,43 @@ INVALID = [
     pytest.param(event(id=5), "id", id="id-not-a-string"),
     pytest.param(event(customer=MISSING), "customer", id="customer-missing"),
     pytest.param(event(customer={}), "customer", id="customer-without-identifier"),
-    pytest.param(event(customer={"email": "a@b.com", "phone_number": "+14155552671"}), "customer", id="email-and-phone-without-external-id"),
-    pytest.param(event(customer={"external_id": "c" * 256}), "customer.external_id", id="external-id-too-long"),
-    pytest.param(event(customer={"external_id": None}), "customer.external_id", id="external-id-null"),
-    pytest.param(event(customer={"phone_number": "4155552671"}), "customer.phone_number", id="phone-not-e164"),
-    pytest.param(event(customer={"phone_number": "+0155552671"}), "customer.phone_number", id="phone-leading-zero"),
+    pytest.param(
+        event(customer={"email": "a@b.com", "phone_number": "+14155552671"}),
+        "customer",
+        id="email-and-phone-without-external-id",
+    ),
+    pytest.param(
+        event(customer={"external_id": "c" * 256}),
+        "customer.external_id",
+        id="external-id-too-long",
+    ),
+    pytest.param(
+        event(customer={"external_id": None}), "customer.external_id", id="external-id-null"
+    ),
+    pytest.param(
+        event(customer={"phone_number": "4155552671"}), "customer.phone_number", id="phone-not-e164"
+    ),
+    pytest.param(
+        event(customer={"phone_number": "+0155552671"}),
+        "customer.phone_number",
+        id="phone-leading-zero",
+    ),
     pytest.param(event(customer={"email": "not-an-email"}), "customer.email", id="email-syntax"),
-    pytest.param(event(customer={"external_id": "c", "nickname": "x"}), "customer.nickname", id="customer-unknown-field"),
-    pytest.param(event(customer={"external_id": "c", "properties": {"tags": ["a"]}}), "customer.properties.tags", id="customer-property-list"),
+    pytest.param(
+        event(customer={"external_id": "c", "nickname": "x"}),
+        "customer.nickname",
+        id="customer-unknown-field",
+    ),
+    pytest.param(
+        event(customer={"external_id": "c", "properties": {"tags": ["a"]}}),
+        "customer.properties.tags",
+        id="customer-property-list",
+    ),
     pytest.param(event(properties={"total": None}), "properties.total", id="property-null"),
     pytest.param(event(properties={"o": {"a": 1}}), "properties.o", id="property-object"),
-    pytest.param(event(properties={"bad name": 1}), "properties.bad name", id="property-name-with-space"),
+    pytest.param(
+        event(properties={"bad name": 1}), "properties.bad name", id="property-name-with-space"
+    ),
     pytest.param(event(properties=[1]), "properties", id="properties-not-an-object"),
     pytest.param(event(extra=1), "extra", id="unknown-top-level-field"),
     pytest.param([event()], "body", id="body-not-an-object"),
@@ -83,10 +111,21 @@ INVALID = [
 VALID = [
     pytest.param(event(customer={"email": "ann@example.com"}), id="email-only"),
     pytest.param(event(customer={"phone_number": "+14155552671"}), id="phone-only"),
-    pytest.param(event(customer={"external_id": "c", "email": "a@b.com", "phone_number": "+14155552671"}), id="all-identifiers"),
+    pytest.param(
+        event(customer={"external_id": "c", "email": "a@b.com", "phone_number": "+14155552671"}),
+        id="all-identifiers",
+    ),
     pytest.param(event(properties=MISSING), id="no-properties"),
-    pytest.param(event(occurred_at="2024-03-01T12:30:00.123456+02:00"), id="offset-and-microseconds"),
-    pytest.param(event(properties={"s": "x", "b": True, "i": 3, "f": 1.5}, customer={"external_id": "c", "properties": {"vip": False}}), id="every-primitive"),
+    pytest.param(
+        event(occurred_at="2024-03-01T12:30:00.123456+02:00"), id="offset-and-microseconds"
+    ),
+    pytest.param(
+        event(
+            properties={"s": "x", "b": True, "i": 3, "f": 1.5},
+            customer={"external_id": "c", "properties": {"vip": False}},
+        ),
+        id="every-primitive",
+    ),
 ]
 
 
@@ -141,7 +180,12 @@ def test_a_valid_event_is_200_and_stored_as_sent(sandbox) -> None:
     assert "ratelimit-remaining" not in response.headers  # no limit, no budget to report
     assert server.events(STORE) == [event("e-1")]
     stats = server.stats(STORE)
-    assert (stats["count"], stats["receipts"], stats["status_counts"], stats["requests"]) == (1, {"e-1": 1}, {"200": 1}, 1)
+    assert (stats["count"], stats["receipts"], stats["status_counts"], stats["requests"]) == (
+        1,
+        {"e-1": 1},
+        {"200": 1},
+        1,
+    )
     assert server.events("another-store") == []
 
 
@@ -176,12 +220,23 @@ def test_an_empty_bucket_is_429_with_the_rate_limit_headers(sandbox) -> None:
         second = http.post(EVENTS, json=event("e-2"))
         invalid = http.post(EVENTS, json=event("e-3", source="Bad Name"))
     assert first.status_code == 200
-    assert (first.headers["RateLimit-Limit"], first.headers["RateLimit-Remaining"], first.headers["RateLimit-Reset"]) == ("1", "0", "2")
+    assert (
+        first.headers["RateLimit-Limit"],
+        first.headers["RateLimit-Remaining"],
+        first.headers["RateLimit-Reset"],
+    ) == ("1", "0", "2")
     assert "Retry-After" not in first.headers
     assert second.status_code == 429
     assert second.json() == {"error": {"message": "rate limit exceeded for this store"}}
-    assert {name: second.headers[name] for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After")} == {
-        "RateLimit-Limit": "1", "RateLimit-Remaining": "0", "RateLimit-Reset": "2", "Retry-After": "2"}
+    assert {
+        name: second.headers[name]
+        for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "Retry-After")
+    } == {
+        "RateLimit-Limit": "1",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "2",
+        "Retry-After": "2",
+    }
     assert invalid.status_code == 429  # the limit is checked before the body
     assert server.stats(STORE)["status_counts"] == {"200": 1, "429": 2}
     assert server.stats("other-store")["requests"] == 0  # buckets are per store
@@ -197,7 +252,10 @@ def test_the_bucket_refills_at_the_rate_and_allows_no_burst_above_it(sandbox) ->
         time.sleep(0.35)  # earns 3 tokens
         statuses += [http.post(EVENTS, json=event(f"b-{i}")).status_code for i in range(5)]
     assert statuses[:10] == [200] * 10
-    assert statuses[10:12] == [429, 429] or statuses[10:12] == [200, 429]  # 10 posts may take > 0.1 s
+    assert statuses[10:12] == [429, 429] or statuses[10:12] == [
+        200,
+        429,
+    ]  # 10 posts may take > 0.1 s
     assert statuses[12:15] == [200, 200, 200]
     assert statuses[16] == 429
 
@@ -205,7 +263,10 @@ def test_the_bucket_refills_at_the_rate_and_allows_no_burst_above_it(sandbox) ->
 def test_a_fail_rate_of_one_answers_500_and_stores_nothing(sandbox) -> None:
     server = sandbox(rate_limit=None, fail_rate=1.0)
     response = post(server, event())
-    assert (response.status_code, response.json()) == (500, {"error": {"message": "injected failure"}})
+    assert (response.status_code, response.json()) == (
+        500,
+        {"error": {"message": "injected failure"}},
+    )
     assert server.events(STORE) == []
     assert server.stats(STORE)["status_counts"] == {"500": 1}
 
@@ -235,10 +296,22 @@ def test_latency_is_added_to_every_answer(sandbox) -> None:
 
 
 def test_the_same_seed_gives_the_same_faults_and_reset_restarts_them(sandbox) -> None:
-    faults = {"rate_limit": None, "fail_rate": 0.3, "drop_rate": 0.2, "slow_rate": 0.1, "slow_ms": 1}
-    first, same, other = sandbox(seed=11, **faults), sandbox(seed=11, **faults), sandbox(seed=12, **faults)
-    runs = {name: [outcome(server, event(f"e-{i}")) for i in range(40)] for name, server in
-            (("first", first), ("same", same), ("other", other))}
+    faults = {
+        "rate_limit": None,
+        "fail_rate": 0.3,
+        "drop_rate": 0.2,
+        "slow_rate": 0.1,
+        "slow_ms": 1,
+    }
+    first, same, other = (
+        sandbox(seed=11, **faults),
+        sandbox(seed=11, **faults),
+        sandbox(seed=12, **faults),
+    )
+    runs = {
+        name: [outcome(server, event(f"e-{i}")) for i in range(40)]
+        for name, server in (("first", first), ("same", same), ("other", other))
+    }
     assert runs["first"] == runs["same"]
     assert runs["first"] != runs["other"]
     assert set(runs["first"]) == {"200", "500", "dropped"}
@@ -255,9 +328,14 @@ def test_the_access_token_endpoint_issues_fresh_working_tokens_for_the_secret(sa
     assert [response.status_code for response in issued] == [200, 200]
     tokens = [response.json()["access_token"] for response in issued]
     assert tokens[0] != tokens[1]
-    assert [post(server, event(f"e-{i}"), token=token).status_code for i, token in enumerate(tokens)] == [200, 200]
+    assert [
+        post(server, event(f"e-{i}"), token=token).status_code for i, token in enumerate(tokens)
+    ] == [200, 200]
     assert post(server, event("e-3")).status_code == 200  # the configured token still works
-    assert (refused.status_code, refused.json()) == (401, {"error": {"message": "invalid API secret"}})
+    assert (refused.status_code, refused.json()) == (
+        401,
+        {"error": {"message": "invalid API secret"}},
+    )
     assert "s3cret" not in refused.text
     assert (malformed.status_code, malformed.json()["error"]["field"]) == (400, "secret")
 
@@ -279,7 +357,13 @@ def test_reset_clears_events_stats_and_buckets(sandbox) -> None:
     server = sandbox(rate_limit=0.5)
     assert [outcome(server, event(f"e-{i}")) for i in range(2)] == ["200", "429"]
     server.reset()
-    assert server.stats(STORE) == {"count": 0, "receipts": {}, "status_counts": {}, "requests": 0, "request_times": []}
+    assert server.stats(STORE) == {
+        "count": 0,
+        "receipts": {},
+        "status_counts": {},
+        "requests": 0,
+        "request_times": [],
+    }
     assert outcome(server, event("e-9")) == "200"
 
 
@@ -302,7 +386,7 @@ def test_the_endpoint_path_is_configurable(sandbox) -> None:
 def test_a_sandbox_that_cannot_start_fails_clearly_with_its_stderr(sandbox) -> None:
     running = sandbox(rate_limit=None)
     port = int(running.base_url.rsplit(":", 1)[1])
-    with pytest.raises(SandboxStartError, match="Address already in use"):
+    with pytest.raises(SandboxStartError, match=r"exit code 1\)(?s:.*)Address already in use"):
         start_sandbox(SandboxConfig(), port=port)
 
 
@@ -317,13 +401,17 @@ def test_stop_ends_the_process_promptly(sandbox) -> None:
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        pytest.param({"fail_rate": 0.6, "drop_rate": 0.5}, "must not exceed 1", id="rates-above-one"),
+        pytest.param(
+            {"fail_rate": 0.6, "drop_rate": 0.5}, "must not exceed 1", id="rates-above-one"
+        ),
         pytest.param({"rate_limit": 0}, "rate_limit must be above 0", id="zero-rate"),
         pytest.param({"path": "/events"}, "contain {store_id}", id="path-without-store"),
         pytest.param({"slow_rate": 2}, "slow_rate must be between 0 and 1", id="rate-out-of-range"),
     ],
 )
-def test_a_bad_configuration_is_a_value_error_naming_the_option(changes: dict[str, Any], problem: str) -> None:
+def test_a_bad_configuration_is_a_value_error_naming_the_option(
+    changes: dict[str, Any], problem: str
+) -> None:
     with pytest.raises(ValueError, match=problem.replace("{", r"\{").replace("}", r"\}")):
         SandboxConfig(**changes)
 
@@ -331,9 +419,17 @@ def test_a_bad_configuration_is_a_value_error_naming_the_option(changes: dict[st
 def test_the_token_bucket_counts_whole_tokens_and_rounds_reset_up() -> None:
     bucket = TokenBucket(rate=4.0, capacity=4, now=0.0)
     assert [bucket.take(0.0) for _ in range(5)] == [True] * 4 + [False]
-    assert bucket.headers() == {"RateLimit-Limit": "4", "RateLimit-Remaining": "0", "RateLimit-Reset": "1"}
+    assert bucket.headers() == {
+        "RateLimit-Limit": "4",
+        "RateLimit-Remaining": "0",
+        "RateLimit-Reset": "1",
+    }
     assert bucket.take(0.25) and not bucket.take(0.25)
     bucket.refill(0.875)  # 2.5 tokens: 0.375 s to full, rounded up
-    assert bucket.headers() == {"RateLimit-Limit": "4", "RateLimit-Remaining": "2", "RateLimit-Reset": "1"}
+    assert bucket.headers() == {
+        "RateLimit-Limit": "4",
+        "RateLimit-Remaining": "2",
+        "RateLimit-Reset": "1",
+    }
     bucket.refill(10.0)
     assert bucket.headers()["RateLimit-Remaining"] == "4" and bucket.reset_seconds() == 0

@@ -101,8 +101,16 @@ class SandboxConfig:
         for name in ("latency_ms", "latency_jitter_ms", "slow_ms"):
             if getattr(self, name) < 0:
                 problems.append(f"{name} must not be negative")
-        rates = {"fail_rate": self.fail_rate, "drop_rate": self.drop_rate, "slow_rate": self.slow_rate}
-        problems += [f"{name} must be between 0 and 1, not {rate}" for name, rate in rates.items() if not 0 <= rate <= 1]
+        rates = {
+            "fail_rate": self.fail_rate,
+            "drop_rate": self.drop_rate,
+            "slow_rate": self.slow_rate,
+        }
+        problems += [
+            f"{name} must be between 0 and 1, not {rate}"
+            for name, rate in rates.items()
+            if not 0 <= rate <= 1
+        ]
         if sum(rates.values()) > 1:
             problems.append("fail_rate + drop_rate + slow_rate must not exceed 1")
         if "{store_id}" not in self.path or not self.path.startswith("/"):
@@ -143,7 +151,7 @@ class TokenBucket:
         self.stamp = now
 
     def reset_seconds(self) -> int:
-        """Whole seconds until a request would pass (none left, at least 1) or the bucket is full."""
+        """Whole seconds until a request passes (none left: at least 1), else until full."""
         if self.tokens < 1:
             return max(1, math.ceil((1 - self.tokens) / self.rate))
         return math.ceil((self.capacity - self.tokens) / self.rate)
@@ -187,7 +195,7 @@ class Sandbox:
         self.restart()
 
     def reset(self) -> None:
-        """Forget events, stats and buckets, and restart the seeded draws (issued tokens stay valid)."""
+        """Forget events, stats and buckets; restart the seeded draws (issued tokens stay valid)."""
         self.events.clear()
         self.restart()
 
@@ -196,7 +204,9 @@ class Sandbox:
         self.stats: dict[str, StoreStats] = {}
         self.buckets: dict[str, TokenBucket] = {}
         self.faults = random.Random(self.config.seed)
-        self.jitter = random.Random(None if self.config.seed is None else f"{self.config.seed}:latency")
+        self.jitter = random.Random(
+            None if self.config.seed is None else f"{self.config.seed}:latency"
+        )
 
     def delay(self) -> float:
         """Seconds to wait before any answer of the API endpoints."""
@@ -222,7 +232,11 @@ class Sandbox:
         if not (config.drop_rate or config.fail_rate or config.slow_rate):
             return None
         draw = self.faults.random()
-        for name, rate in (("drop", config.drop_rate), ("fail", config.fail_rate), ("slow", config.slow_rate)):
+        for name, rate in (
+            ("drop", config.drop_rate),
+            ("fail", config.fail_rate),
+            ("slow", config.slow_rate),
+        ):
             if draw < rate:
                 return name
             draw -= rate
@@ -233,8 +247,12 @@ def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> R
     return Response(orjson.dumps(payload), status, headers, media_type="application/json")
 
 
-def _error(status: int, message: str, headers: dict[str, str] | None = None, field: str | None = None) -> Response:
-    error: dict[str, str] = {"message": message} if field is None else {"field": field, "message": message}
+def _error(
+    status: int, message: str, headers: dict[str, str] | None = None, field: str | None = None
+) -> Response:
+    error: dict[str, str] = (
+        {"message": message} if field is None else {"field": field, "message": message}
+    )
     return _json(status, {"error": error}, headers)
 
 
@@ -274,7 +292,8 @@ def create_app(config: SandboxConfig) -> Starlette:
     Example (in-process, no sockets):
 
         app = create_app(SandboxConfig(rate_limit=None))
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox")
+        transport = httpx.ASGITransport(app=app)
+        client = httpx.AsyncClient(transport=transport, base_url="http://sandbox")
     """
     sandbox = Sandbox(config)
 
@@ -287,7 +306,9 @@ def create_app(config: SandboxConfig) -> Starlette:
         stats.requests += 1
         stats.request_times.append(now)
         response = await _answer(request, store_id, stats, now)
-        stats.status_counts["dropped" if isinstance(response, DropConnection) else str(response.status_code)] += 1
+        stats.status_counts[
+            "dropped" if isinstance(response, DropConnection) else str(response.status_code)
+        ] += 1
         return response
 
     async def _answer(request: Request, store_id: str, stats: StoreStats, now: float) -> Response:
@@ -298,13 +319,17 @@ def create_app(config: SandboxConfig) -> Starlette:
             if bucket is not None:
                 bucket.refill(now)
                 limits = bucket.headers()
-            return await _after(delay, _error(401, f"missing or invalid {wire.TOKEN_HEADER} header", limits))
+            return await _after(
+                delay, _error(401, f"missing or invalid {wire.TOKEN_HEADER} header", limits)
+            )
         if bucket is not None:
             allowed = bucket.take(now)
             limits = bucket.headers()
             if not allowed:
                 limits["Retry-After"] = limits["RateLimit-Reset"]
-                return await _after(delay, _error(429, "rate limit exceeded for this store", limits))
+                return await _after(
+                    delay, _error(429, "rate limit exceeded for this store", limits)
+                )
         fault = sandbox.fault()
         if fault == "drop":
             return await _after(delay, DropConnection())
@@ -315,7 +340,9 @@ def create_app(config: SandboxConfig) -> Starlette:
         try:
             body = orjson.loads(await request.body())
         except orjson.JSONDecodeError:
-            return await _after(delay, _error(400, "the body is not valid JSON", limits, field="body"))
+            return await _after(
+                delay, _error(400, "the body is not valid JSON", limits, field="body")
+            )
         problem = check_event(body)
         if problem is not None:
             return await _after(delay, _error(400, problem[1], limits, field=problem[0]))
@@ -332,7 +359,9 @@ def create_app(config: SandboxConfig) -> Starlette:
             body = None
         secret = body.get("secret") if isinstance(body, dict) else None
         if not isinstance(secret, str):
-            return await _after(delay, _error(400, 'the body must be {"secret": "<api secret>"}', field="secret"))
+            return await _after(
+                delay, _error(400, 'the body must be {"secret": "<api secret>"}', field="secret")
+            )
         if not secrets.compare_digest(secret.encode(), config.secret.encode()):
             return await _after(delay, _error(401, "invalid API secret"))
         token = secrets.token_urlsafe(24)

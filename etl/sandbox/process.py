@@ -35,7 +35,13 @@ class SandboxStartError(EtlError):
 class SandboxProcess:
     """A running sandbox process and a small client for its read-back routes."""
 
-    def __init__(self, process: subprocess.Popen[bytes], base_url: str, config: SandboxConfig, stderr: IO[bytes]) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        base_url: str,
+        config: SandboxConfig,
+        stderr: IO[bytes],
+    ) -> None:
         self.process = process
         self.base_url = base_url
         self.config = config
@@ -43,14 +49,16 @@ class SandboxProcess:
         self.secret = config.secret
         self.pid = process.pid
         self._stderr = stderr
-        self._client = httpx.Client(base_url=base_url, timeout=10.0, verify=False)  # plain HTTP on loopback
+        self._client = httpx.Client(
+            base_url=base_url, timeout=10.0, verify=False
+        )  # plain HTTP on loopback
 
     def events(self, store_id: str) -> list[dict[str, Any]]:
         """The event bodies the sandbox holds for `store_id`."""
         return self._get(f"/_sandbox/stores/{store_id}/events")["events"]
 
     def stats(self, store_id: str) -> dict[str, Any]:
-        """The `/stats` JSON of `store_id`: count, receipts, status_counts, requests, request_times."""
+        """The `/stats` JSON of `store_id` (count, receipts, status_counts, requests, times)."""
         return self._get(f"/_sandbox/stores/{store_id}/stats")
 
     def reset(self) -> None:
@@ -72,7 +80,12 @@ class SandboxProcess:
     def __enter__(self) -> SandboxProcess:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def _get(self, path: str) -> Any:
@@ -94,31 +107,34 @@ def command_line(config: SandboxConfig, port: int = 0, host: str = "127.0.0.1") 
 
 
 def start_sandbox(config: SandboxConfig, port: int | None = None) -> SandboxProcess:
-    """Start the sandbox (a free port when `port` is None) and return once it answers its health check.
+    """Start the sandbox (a free port when `port` is None); return once it answers its health check.
 
     Raises SandboxStartError, with the process's stderr, when it is not healthy within 10 s.
     """
-    stdout = tempfile.TemporaryFile()
-    stderr = tempfile.TemporaryFile()
-    process = subprocess.Popen(command_line(config, port or 0), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    try:
-        base_url = _wait_ready(process, stdout, deadline)
-    except SandboxStartError:
+    # stderr outlives this call: the SandboxProcess owns it (a file, so a chatty server never
+    # blocks on a full pipe) and closes it in stop().
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115
+    with tempfile.TemporaryFile() as stdout:
+        process = subprocess.Popen(
+            command_line(config, port or 0), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+        )
+        base_url = _wait_ready(process, stdout, time.monotonic() + STARTUP_TIMEOUT)
+    if base_url is None:
         if process.poll() is None:
             process.kill()
-        process.wait()
+        code = process.wait()
         stderr.seek(0)
-        message = stderr.read().decode(errors="replace").strip() or "(no output)"
+        output = stderr.read().decode(errors="replace").strip() or "(no output)"
         stderr.close()
-        raise SandboxStartError(f"the sandbox did not start within {STARTUP_TIMEOUT:.0f} s; its stderr:\n{message}") from None
-    finally:
-        stdout.close()
+        raise SandboxStartError(
+            f"the sandbox was not healthy within {STARTUP_TIMEOUT:.0f} s (exit code {code}); "
+            f"its stderr:\n{output}"
+        )
     return SandboxProcess(process, base_url, config, stderr)
 
 
-def _wait_ready(process: subprocess.Popen[bytes], stdout: IO[bytes], deadline: float) -> str:
-    """The base URL once the process printed it and answers /_sandbox/health."""
+def _wait_ready(process: subprocess.Popen[bytes], stdout: IO[bytes], deadline: float) -> str | None:
+    """The base URL once the process printed it and answers /_sandbox/health; None if never."""
     base_url = None
     with httpx.Client(timeout=1.0, verify=False) as http:
         while time.monotonic() < deadline and process.poll() is None:
@@ -129,7 +145,7 @@ def _wait_ready(process: subprocess.Popen[bytes], stdout: IO[bytes], deadline: f
             if base_url is not None and _healthy(http, base_url):
                 return base_url
             time.sleep(0.02)
-    raise SandboxStartError("not ready")
+    return None
 
 
 def _healthy(http: httpx.Client, base_url: str) -> bool:

@@ -48,13 +48,20 @@ def check_event(body: Any) -> Problem | None:
         or _check_time(body[wire.OCCURRED_AT])
         or _check_id(body[wire.ID])
         or _check_customer(body[wire.CUSTOMER])
-        or (_check_properties(wire.PROPERTIES, body[wire.PROPERTIES]) if wire.PROPERTIES in body else None)
+        or (
+            _check_properties(wire.PROPERTIES, body[wire.PROPERTIES])
+            if wire.PROPERTIES in body
+            else None
+        )
     )
 
 
 def _check_name(field: str, value: Any) -> Problem | None:
     if not isinstance(value, str) or len(value) > MAX_LENGTH or not _SNAKE.fullmatch(value):
-        return field, f"{field} must be a non-empty snake_case string of at most {MAX_LENGTH} characters"
+        return (
+            field,
+            f"{field} must be a non-empty snake_case string of at most {MAX_LENGTH} characters",
+        )
     return None
 
 
@@ -91,9 +98,16 @@ def _check_customer(customer: Any) -> Problem | None:
                 f"{wire.EMAIL} and {wire.PHONE_NUMBER}"
             )
     return (
-        _check_customer_field(wire.EXTERNAL_ID, customer, _is_external_id, f"a non-empty string of at most {MAX_LENGTH} characters")
+        _check_customer_field(
+            wire.EXTERNAL_ID,
+            customer,
+            _is_external_id,
+            f"a non-empty string of at most {MAX_LENGTH} characters",
+        )
         or _check_customer_field(wire.EMAIL, customer, _is_email, "a valid email address")
-        or _check_customer_field(wire.PHONE_NUMBER, customer, _is_e164, "an E.164 phone number such as +14155552671")
+        or _check_customer_field(
+            wire.PHONE_NUMBER, customer, _is_e164, "an E.164 phone number such as +14155552671"
+        )
         or (
             _check_properties(f"{wire.CUSTOMER}.{wire.PROPERTIES}", customer[wire.PROPERTIES])
             if wire.PROPERTIES in customer
@@ -102,7 +116,9 @@ def _check_customer(customer: Any) -> Problem | None:
     )
 
 
-def _check_customer_field(name: str, customer: dict[str, Any], ok: Any, expected: str) -> Problem | None:
+def _check_customer_field(
+    name: str, customer: dict[str, Any], ok: Any, expected: str
+) -> Problem | None:
     if name in customer and not ok(customer[name]):
         return f"{wire.CUSTOMER}.{name}", f"{name} must be {expected}"
     return None
@@ -134,5 +150,8 @@ def _check_properties(field: str, properties: Any) -> Problem | None:
             return f"{field}.{name}", f"property name {name!r} must match [A-Za-z0-9_]+"
         if not isinstance(value, (str, bool, int, float)):
             kind = "null" if value is None else type(value).__name__
-            return f"{field}.{name}", f"property values must be a string, boolean or number, not {kind}"
+            return (
+                f"{field}.{name}",
+                f"property values must be a string, boolean or number, not {kind}",
+            )
     return None

@@ -48,7 +48,9 @@ def _listen(host: str, port: int) -> socket.socket:
     made with proto 0 (as `socket.create_server` does) leaves Nagle on, and every
     answer then waits ~40 ms for the client's delayed ACK.
     """
-    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(address)

@@ -78,11 +78,15 @@ class SqliteStore(EventStore):
         )
 
     def events(self, store_id: str) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT body FROM events WHERE store_id = ? ORDER BY rowid", (store_id,))
+        rows = self._db.execute(
+            "SELECT body FROM events WHERE store_id = ? ORDER BY rowid", (store_id,)
+        )
         return [orjson.loads(body) for (body,) in rows]
 
     def count(self, store_id: str) -> int:
-        (count,) = self._db.execute("SELECT count(*) FROM events WHERE store_id = ?", (store_id,)).fetchone()
+        (count,) = self._db.execute(
+            "SELECT count(*) FROM events WHERE store_id = ?", (store_id,)
+        ).fetchone()
         return int(count)
 
     def clear(self) -> None:
