@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -390,12 +392,17 @@ def test_a_sandbox_that_cannot_start_fails_clearly_with_its_stderr(sandbox) -> N
         start_sandbox(SandboxConfig(), port=port)
 
 
-def test_stop_ends_the_process_promptly(sandbox) -> None:
-    server = sandbox(rate_limit=None)
+def test_stop_ends_the_process_promptly_even_with_a_request_in_flight(sandbox) -> None:
+    server = sandbox(rate_limit=None, slow_rate=1.0, slow_ms=30_000)
+    in_flight = threading.Thread(target=outcome, args=(server, event()))
+    in_flight.start()
+    while server.stats(STORE)["requests"] == 0:
+        time.sleep(0.01)
     started = time.monotonic()
     server.stop()
-    assert server.process.returncode is not None
+    assert server.process.returncode == -signal.SIGTERM  # uvicorn exits by the signal, not SIGKILL
     assert time.monotonic() - started < 3
+    in_flight.join()
 
 
 @pytest.mark.parametrize(

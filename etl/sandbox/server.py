@@ -36,6 +36,7 @@ def serve(config: SandboxConfig, host: str = "127.0.0.1", port: int = 8787) -> N
             lifespan="off",
             server_header=False,
             date_header=False,
+            timeout_graceful_shutdown=1,  # a slow answer in flight must not hold up a stop
         )
     )
     server.run(sockets=[sock])
