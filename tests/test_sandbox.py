@@ -281,6 +281,11 @@ def test_a_dropped_connection_gives_the_client_a_transport_error_and_no_status(s
     assert (stats["requests"], stats["status_counts"], stats["count"]) == (1, {"dropped": 1}, 0)
 
 
+def test_in_process_a_drop_raises_the_error_an_httpx_client_sees_on_the_wire() -> None:
+    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        asgi_post(SandboxConfig(rate_limit=None, drop_rate=1.0), event())
+
+
 def test_slow_answers_arrive_after_slow_ms_and_time_out_a_hasty_client(sandbox) -> None:
     server = sandbox(rate_limit=None, slow_rate=1.0, slow_ms=400)
     started = time.monotonic()

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -265,7 +266,9 @@ class DropConnection(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         abort: Callable[[], None] | None = scope.get(ABORT_KEY)
         if abort is None:
-            raise ConnectionAbortedError("the sandbox dropped the connection (injected fault)")
+            # In process (httpx.ASGITransport) there is no socket to close: raise what an
+            # httpx client sees on the wire, so a loader's retry path is the same.
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
         abort()
         # Wait for the server to notice, so it does not try to answer on a closed socket.
         while (await receive())["type"] != "http.disconnect":
@@ -279,7 +282,7 @@ class SandboxApp(Starlette):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # uvicorn's send is a bound method of the request cycle, which holds the transport;
-        # other servers (or httpx.ASGITransport) get no hook and a drop raises instead.
+        # other servers (or httpx.ASGITransport) get no hook, and a drop raises instead.
         transport = getattr(getattr(send, "__self__", None), "transport", None)
         if transport is not None and scope["type"] == "http":
             scope[ABORT_KEY] = transport.abort
