@@ -1,0 +1,36 @@
+"""The watermark never passes a failed row (SPEC §6)."""
+
+from __future__ import annotations
+
+from etl.pipeline import _Watermark
+
+
+def test_advances_to_the_largest_done_cursor() -> None:
+    mark = _Watermark()
+    for cursor in (3, 9, 5):
+        mark.done(cursor)
+    assert mark.new_value(old=2) == 9
+
+
+def test_stops_below_the_smallest_failed_cursor() -> None:
+    mark = _Watermark()
+    mark.done(3)
+    mark.blocked(6)
+    mark.done(9)
+    mark.done(5)
+    assert mark.new_value(old=None) == 5
+
+
+def test_keeps_the_old_value_when_a_failure_comes_below_done_rows() -> None:
+    mark = _Watermark()
+    mark.done(9)
+    mark.blocked(4)
+    assert mark.new_value(old=2) == 2
+
+
+def test_never_moves_backwards_and_ignores_nulls() -> None:
+    mark = _Watermark()
+    mark.done(None)
+    mark.done(float("nan"))
+    mark.done(3)
+    assert mark.new_value(old=7) == 7

@@ -1,0 +1,69 @@
+"""The run summary, `--report-json`, masking and the quarantine file."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from etl.quarantine import Quarantine
+from etl.redact import mask_email, mask_phone, mask_text
+from etl.report import RunReport, print_summary
+
+
+@pytest.mark.parametrize(
+    ("mask", "value", "expected"),
+    [
+        pytest.param(mask_email, "jane.doe+vip@Example.COM", "j***@Example.COM", id="email"),
+        pytest.param(mask_email, "not-an-email", "n***", id="email-without-at"),
+        pytest.param(mask_phone, "+14155552671", "+1********71", id="phone"),
+        pytest.param(mask_phone, "+12", "***", id="short-phone"),
+        pytest.param(mask_text, "Zoë", "Z***", id="text"),
+    ],
+)
+def test_masking(mask, value: str, expected: str) -> None:
+    assert mask(value) == expected
+
+
+def test_report_json_has_every_summary_field(tmp_path: Path) -> None:
+    report = RunReport(pipeline="orders", run_id=7, extracted=10, valid=8, delivered=7, failed=1)
+    report.reject("email", 2)
+    report.write_json(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["rejected"] == 2
+    assert data["rejected_by_rule"] == {"email": 2}
+    assert {key: data[key] for key in ("extracted", "valid", "delivered", "failed", "run_id")} == {
+        "extracted": 10, "valid": 8, "delivered": 7, "failed": 1, "run_id": 7,
+    }
+    for key in ("skipped_unchanged", "http_retries", "http_429", "duration_s", "requests_per_s",
+                "limiter_wait_s", "pause_429_s"):
+        assert key in data
+
+
+def test_summary_lists_rejects_per_rule() -> None:
+    report = RunReport(pipeline="orders", delivered=3)
+    report.reject("phone_number", 2)
+    out = io.StringIO()
+    print_summary(report, out)
+    text = out.getvalue()
+    assert "rejected: phone_number" in text and "delivered" in text
+
+
+def test_quarantine_appends_with_a_fixed_header(tmp_path: Path) -> None:
+    quarantine = Quarantine(tmp_path / "rejects" / "1.csv", ["order_id", "email"])
+    assert not quarantine.path.exists()
+    quarantine.write(pd.DataFrame({"order_id": ["o-1"], "email": ["x@"], "reject_rule": ["email"],
+                                   "reject_reason": ["email 'x@' is not a valid address"]}))
+    quarantine.write(pd.DataFrame({"order_id": ["o-2"], "reject_rule": ["api"],
+                                   "reject_reason": ["bad"], "event_id": ["e-2"]}))
+    frame = pd.read_csv(quarantine.path, keep_default_na=False)
+    assert list(frame.columns) == ["order_id", "email", "reject_rule", "reject_reason", "event_id"]
+    assert frame.to_dict("records") == [
+        {"order_id": "o-1", "email": "x@", "reject_rule": "email",
+         "reject_reason": "email 'x@' is not a valid address", "event_id": ""},
+        {"order_id": "o-2", "email": "", "reject_rule": "api", "reject_reason": "bad", "event_id": "e-2"},
+    ]
+    assert quarantine.rows == 2
