@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from etl.redact import mask_body
 from etl.sandbox.app import SandboxConfig
 from etl.sandbox.process import start_sandbox
 
@@ -41,7 +42,7 @@ def main() -> int:
         print(f"\nThe sandbox now holds {stats['count']} events for store {STORE!r}; "
               f"answers by status: {stats['status_counts']}.")
         for event in server.events(STORE)[:2]:
-            print(f"  e.g. {event}")
+            print(f"  e.g. {mask_body(event)}")
     finally:
         server.stop()
     return 0 if worst <= 1 else worst

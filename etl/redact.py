@@ -6,6 +6,10 @@ everything printed or logged goes through here first.
 
 from __future__ import annotations
 
+from typing import Any
+
+from etl import wire
+
 
 def mask_email(value: str) -> str:
     """`jane.doe@example.com` -> `j***@example.com`; a value without `@` is masked whole."""
@@ -25,3 +29,12 @@ def mask_phone(value: str) -> str:
 def mask_text(value: str) -> str:
     """Anything else personal: keep the first character only."""
     return value[:1] + "***" if value else value
+
+
+def mask_body(body: dict[str, Any]) -> dict[str, Any]:
+    """An event body fit to print: the customer's email and phone number masked."""
+    customer = dict(body.get(wire.CUSTOMER, {}))
+    for field, mask in ((wire.EMAIL, mask_email), (wire.PHONE_NUMBER, mask_phone)):
+        if isinstance(customer.get(field), str):
+            customer[field] = mask(customer[field])
+    return {**body, wire.CUSTOMER: customer}
