@@ -1,0 +1,344 @@
+"""CSV and Parquet sources: a file, a folder (its *.csv / *.parquet, sorted) or a glob (sorted).
+
+Both stream with pyarrow and read only the requested columns, so memory is bounded by
+`chunk_size` whatever the file size. Arrow data becomes pandas with the dtypes listed in
+`etl.extract` (text as object, integers as Int64, ...), the same in every chunk and file.
+
+CSV is untyped, so its column types are decided once, before anything is yielded, by a
+first streaming pass over every file: a column is boolean if every non-empty value is
+true/false (any of True, TRUE), else Int64 if every value is a plain integer, else
+float64 if every value is a plain decimal number, else text. A number written with a
+leading zero ("007") keeps the column text (it is an identifier, not a quantity), and
+timestamps stay text: the validator parses them with the pipeline's time zone. Only an
+empty cell is null ("NA" or "null" are text, as written). Files must be UTF-8.
+
+Parquet files are read with one schema, unified across files once; a column missing from
+a file is null there.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import re
+from collections.abc import Iterable, Iterator
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from etl.definition import SourceSpec
+from etl.errors import SourceError
+from etl.extract import Window
+
+_TRUE = ["true", "True", "TRUE"]
+_FALSE = ["false", "False", "FALSE"]
+_INT = r"^-?(0|[1-9][0-9]*)$"
+_FLOAT = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$"
+
+
+def source_files(path: str, suffix: str) -> list[Path]:
+    """The files a source path names: the file, a folder's `*<suffix>` files, or a glob's."""
+    if os.path.isdir(path):
+        files = sorted(p for p in Path(path).iterdir() if p.suffix == suffix and p.is_file())
+    elif os.path.isfile(path):
+        files = [Path(path)]
+    else:
+        files = sorted(Path(p) for p in glob.glob(path, recursive=True) if os.path.isfile(p))
+    if not files:
+        raise SourceError(f"source.path: no {suffix} file at {path}")
+    return files
+
+
+# -- arrow -> pandas, shared by both file types ------------------------------------------
+def to_frame(table: pa.Table, start: int) -> pd.DataFrame:
+    """A table as a frame with the documented dtypes, indexed by source row position."""
+    index = pd.RangeIndex(start, start + table.num_rows)
+    columns = {name: _column(table.column(name), index) for name in table.column_names}
+    return pd.DataFrame(columns, index=index)
+
+
+def _column(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
+    kind = values.type
+    if pa.types.is_dictionary(kind):
+        values = values.cast(kind.value_type)
+        kind = kind.value_type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+        # dtype=object explicitly: pandas 3 would otherwise infer its `str` dtype
+        return pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
+    if pa.types.is_integer(kind):
+        mapper = {pa.int64(): pd.Int64Dtype()}.get
+        return values.cast(pa.int64()).to_pandas(types_mapper=mapper).set_axis(index)
+    if pa.types.is_boolean(kind):
+        return values.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get).set_axis(index)
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return pd.Series(values.cast(pa.float64()).to_numpy(), index=index, dtype="float64")
+    return values.to_pandas().set_axis(index)
+
+
+# -- the incremental window --------------------------------------------------------------
+def apply_window(frame: pd.DataFrame, window: Window | None) -> pd.DataFrame:
+    """Rows with `after < cursor <= until`, compared in the cursor column's own type."""
+    if window is None or (window.after is None and window.until is None):
+        return frame
+    cursor = frame[window.cursor]
+    present = cursor.notna().to_numpy(dtype=bool)
+    keep = present.copy()
+    values = cursor[present]
+    try:
+        if window.after is not None:
+            keep[present] &= (values > _bound(window.after, cursor.dtype, values)).to_numpy(bool)
+        if window.until is not None:
+            keep[present] &= (values <= _bound(window.until, cursor.dtype, values)).to_numpy(bool)
+    except (TypeError, ValueError) as exc:
+        raise SourceError(
+            f"source.incremental.cursor: cannot compare column {window.cursor!r} "
+            f"({cursor.dtype}) with the window bound: {exc}"
+        ) from None
+    if window.after is None:
+        keep |= ~present
+    return frame[keep]
+
+
+def _bound(value: Any, dtype: Any, values: pd.Series) -> Any:
+    """A window bound in the cursor column's type (a `--since` string parsed to it)."""
+    if isinstance(dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(dtype):
+        stamp = pd.Timestamp(value)
+        column_tz = getattr(dtype, "tz", None)
+        if column_tz is not None:  # a naive bound on an aware column is taken as UTC
+            return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp
+        return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
+    if pd.api.types.is_bool_dtype(dtype):
+        return value if isinstance(value, bool) else str(value).lower() == "true"
+    if pd.api.types.is_numeric_dtype(dtype):
+        return float(value) if isinstance(value, (str, Decimal)) else value
+    sample = values.iloc[0] if len(values) else None
+    if isinstance(sample, date) and isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    return value if not isinstance(sample, str) else str(value)
+
+
+def rebatch(tables: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:
+    """Tables of exactly `size` rows (the last may be shorter), whatever the input sizes."""
+    pending: list[pa.Table] = []
+    count = 0
+    for table in tables:
+        if table.num_rows == 0:
+            continue
+        pending.append(table)
+        count += table.num_rows
+        while count >= size:
+            whole = pa.concat_tables(pending)
+            yield whole.slice(0, size)
+            rest = whole.slice(size)
+            pending, count = ([rest] if rest.num_rows else []), rest.num_rows
+    if count:
+        yield pa.concat_tables(pending)
+
+
+def _frames(tables: Iterable[pa.Table], size: int, window: Window | None) -> Iterator[pd.DataFrame]:
+    start = 0
+    for table in rebatch(tables, size):
+        frame = apply_window(to_frame(table, start), window)
+        start += table.num_rows
+        if len(frame):
+            yield frame
+
+
+def _check_requested(columns: list[str], available: list[str]) -> None:
+    missing = [name for name in columns if name not in available]
+    if missing:
+        raise SourceError(f"source: no column {missing[0]!r} (it has: {', '.join(available)})")
+
+
+# -- CSV ---------------------------------------------------------------------------------
+class CsvExtractor:
+    """CSV file(s), typed by a first pass and then streamed with the types pinned."""
+
+    def __init__(self, source: SourceSpec) -> None:
+        assert source.path is not None
+        self.source = source
+        self.files = source_files(source.path, ".csv")
+
+    def columns(self) -> list[str]:
+        """Every column of every file's header, in order of first appearance."""
+        names: dict[str, None] = {}
+        for file in self.files:
+            names.update(dict.fromkeys(_header(file)))
+        return list(names)
+
+    def column_types(self, columns: list[str]) -> dict[str, pa.DataType]:
+        """The type of each requested column, decided from every non-empty value of every file."""
+        candidates = {name: {"bool", "int", "float"} for name in columns}
+        seen = set()
+        options = self._convert_options(columns, dict.fromkeys(columns, pa.string()))
+        for file in self.files:
+            for batch in self._batches(file, options):
+                for name in columns:
+                    kinds = candidates[name]
+                    values = pc.drop_null(batch.column(name))
+                    if kinds and len(values):
+                        seen.add(name)
+                        _narrow(kinds, values)
+        return {name: _arrow_type(candidates[name] if name in seen else set()) for name in columns}
+
+    def chunks(self, columns: list[str], window: Window | None) -> Iterator[pd.DataFrame]:
+        """Frames of at most chunk_size rows of `columns`, typed the same in every chunk."""
+        _check_requested(columns, self.columns())
+        options = self._convert_options(columns, self.column_types(columns))
+        tables = (
+            pa.Table.from_batches([batch])
+            for file in self.files
+            for batch in self._batches(file, options)
+        )
+        yield from _frames(tables, self.source.chunk_size, window)
+
+    @staticmethod
+    def _convert_options(columns: list[str], types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
+        return pacsv.ConvertOptions(
+            column_types=types,
+            include_columns=columns,
+            include_missing_columns=True,
+            null_values=[""],
+            strings_can_be_null=True,
+            true_values=_TRUE,
+            false_values=_FALSE,
+        )
+
+    @staticmethod
+    def _batches(file: Path, options: pacsv.ConvertOptions) -> Iterator[pa.RecordBatch]:
+        """The file's record batches; a ragged row or bad byte becomes a SourceError naming the line."""
+        try:
+            with pacsv.open_csv(file, convert_options=options) as reader:
+                yield from reader
+        except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError) as exc:
+            raise SourceError(_explain(file, exc)) from None
+
+
+def _narrow(kinds: set[str], values: pa.Array) -> None:
+    """Drop the candidate types some value of this batch does not fit."""
+    if "bool" in kinds and not pc.all(pc.is_in(values, pa.array(_TRUE + _FALSE))).as_py():
+        kinds.discard("bool")
+    if "int" in kinds:
+        fits = pc.all(pc.match_substring_regex(values, _INT)).as_py()
+        if fits:
+            try:
+                pc.cast(values, pa.int64())
+            except pa.ArrowInvalid:  # beyond int64
+                fits = False
+        if not fits:
+            kinds.discard("int")
+    if "float" in kinds and not pc.all(pc.match_substring_regex(values, _FLOAT)).as_py():
+        kinds.discard("float")
+
+
+def _arrow_type(kinds: set[str]) -> pa.DataType:
+    for kind, arrow_type in (("bool", pa.bool_()), ("int", pa.int64()), ("float", pa.float64())):
+        if kind in kinds:
+            return arrow_type
+    return pa.string()
+
+
+def _header(file: Path) -> list[str]:
+    try:
+        with open(file, encoding="utf-8-sig", newline="") as handle:
+            return next(csv.reader(handle), [])
+    except UnicodeDecodeError:
+        raise SourceError(f"{file} line 1: not valid UTF-8 (re-encode the file as UTF-8)") from None
+    except csv.Error as exc:
+        raise SourceError(f"{file} line 1: {exc}") from None
+
+
+class _BadEncoding(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _explain(file: Path, exc: Exception) -> str:
+    """Find the first bad line with the csv module (pyarrow does not say which line it was)."""
+    def lines(handle: Any) -> Iterator[str]:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise _BadEncoding(number) from None
+
+    with open(file, "rb") as handle:
+        reader = csv.reader(lines(handle))
+        try:
+            width = len(next(reader, []))
+            for record in reader:
+                if record and len(record) != width:
+                    return (
+                        f"{file} line {reader.line_num}: expected {width} columns, "
+                        f"found {len(record)}"
+                    )
+        except _BadEncoding as bad:
+            return f"{file} line {bad.line}: not valid UTF-8 (re-encode the file as UTF-8)"
+        except csv.Error as error:
+            return f"{file} line {reader.line_num}: {error}"
+    # Never quote pyarrow's message: it carries the row's text (emails, phones).
+    return f"{file}: cannot be read as CSV ({type(exc).__name__})"
+
+
+# -- Parquet -----------------------------------------------------------------------------
+class ParquetExtractor:
+    """Parquet file(s) read batch by batch, cast to one schema unified across the files."""
+
+    def __init__(self, source: SourceSpec) -> None:
+        assert source.path is not None
+        self.source = source
+        self.files = source_files(source.path, ".parquet")
+        self._schema: pa.Schema | None = None
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The files' schemas unified once (an int32 file and an int64 file give int64)."""
+        if self._schema is None:
+            schemas = [self._read(file, pq.read_schema) for file in self.files]
+            try:
+                self._schema = pa.unify_schemas(schemas, promote_options="permissive")
+            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+                raise SourceError(f"{self.source.path}: the files' schemas conflict: {exc}") from None
+        return self._schema
+
+    def columns(self) -> list[str]:
+        """The unified schema's column names."""
+        return list(self.schema.names)
+
+    def chunks(self, columns: list[str], window: Window | None) -> Iterator[pd.DataFrame]:
+        """Frames of at most chunk_size rows of `columns`, typed by the unified schema."""
+        _check_requested(columns, self.columns())
+        target = pa.schema([self.schema.field(name) for name in columns])
+        tables = (table for file in self.files for table in self._tables(file, target))
+        yield from _frames(tables, self.source.chunk_size, window)
+
+    def _tables(self, file: Path, target: pa.Schema) -> Iterator[pa.Table]:
+        parquet = self._read(file, pq.ParquetFile)
+        present = [name for name in target.names if name in parquet.schema_arrow.names]
+        batches = parquet.iter_batches(batch_size=self.source.chunk_size, columns=present)
+        try:
+            for batch in batches:
+                arrays = [
+                    batch.column(name).cast(field.type) if name in present
+                    else pa.nulls(batch.num_rows, field.type)
+                    for name, field in zip(target.names, target, strict=True)
+                ]
+                yield pa.Table.from_arrays(arrays, schema=target)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError(f"{file}: cannot be read as Parquet: {exc}") from None
+
+    @staticmethod
+    def _read(file: Path, opener: Any) -> Any:
+        try:
+            return opener(file)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise SourceError(f"{file}: not a readable Parquet file: {exc}") from None
