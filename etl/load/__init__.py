@@ -1,0 +1,13 @@
+"""Loading (SPEC §7): post events to the API under one store's rate limit, with retries.
+
+    limiter.py  evenly spaced send slots for one store, paused by the API's headers
+    retry.py    what an answer means (deliver, reject, retry, renew the token) and back-off
+    loader.py   the concurrent workers, token renewal, abort and shutdown
+"""
+
+from __future__ import annotations
+
+from etl.load.limiter import Limiter
+from etl.load.loader import Loader, LoadStats
+
+__all__ = ["LoadStats", "Limiter", "Loader"]

@@ -1,0 +1,304 @@
+"""The sender: `concurrency` workers posting events to one store through one shared limiter.
+
+Each worker takes an event, sends it until it has an outcome (retrying per
+`etl.load.retry`), awaits the caller's `on_outcome` and only then takes the next
+one, so what a `kill -9` re-sends is bounded by `concurrency`. A refused token is
+renewed once from the secret, for all workers at once; a run that cannot
+authenticate, or whose events keep failing, stops every worker and raises.
+
+    async with Loader(pipeline.destination) as loader:
+        await loader.deliver(events, on_outcome)
+    loader.stats.requests, loader.stats.http_429
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from etl import wire
+from etl.definition import Destination
+from etl.errors import AuthError, TooManyFailures
+from etl.events import Event, Outcome, Status
+from etl.load.limiter import Limiter
+from etl.load.retry import (
+    Verdict,
+    api_message,
+    backoff,
+    classify,
+    quota_spent,
+    throttle_reset,
+    transport_error,
+)
+
+#: Consecutive failed outcomes after which the API is taken to be down (SPEC §2, exit 3).
+MAX_CONSECUTIVE_FAILURES = 50
+
+OnOutcome = Callable[[Outcome], Awaitable[None]]
+
+
+@dataclass
+class LoadStats:
+    """What the loader did, for the run summary: where a long backfill spent its time."""
+
+    requests: int = 0
+    """HTTP requests sent to the events endpoint (every try counts)."""
+    retries: int = 0
+    """Requests that were a second or later try of their event."""
+    http_429: int = 0
+    """Answers that said the rate limit was exceeded."""
+    status_counts: dict[int | str, int] = field(default_factory=dict)
+    """Answers by status code; "timeout" and "connection" for requests that got none."""
+    limiter_wait_s: float = 0.0
+    """Wall time the limiter held the next request back to keep the pace."""
+    pause_429_s: float = 0.0
+    """Wall time sending was paused on the API's word (429, Retry-After, Remaining 0)."""
+    token_refreshes: int = 0
+    """Access tokens generated from the secret."""
+
+    def count(self, status: int | str) -> None:
+        """One more answer of this status."""
+        self.status_counts[status] = self.status_counts.get(status, 0) + 1
+
+
+class _Credentials:
+    """The token every worker sends; renewed from the secret, once per refusal, for all."""
+
+    def __init__(self, destination: Destination, client: httpx.AsyncClient, stats: LoadStats):
+        self._destination = destination
+        self._client = client
+        self._stats = stats
+        self._secret = destination.secret.get_secret_value() if destination.secret else None
+        self._lock = asyncio.Lock()
+        self._renewed = False  # the current token came from the secret...
+        self._accepted = False  # ...and the API has taken it at least once
+        self.generation = 0
+        self.headers: dict[str, str] = {}
+        if destination.token is not None:
+            self._use(destination.token.get_secret_value())
+
+    def _use(self, token: str) -> None:
+        self.headers = {wire.TOKEN_HEADER: token, "content-type": "application/json"}
+
+    async def ready(self) -> None:
+        """Make sure there is a token (a destination may give only the secret)."""
+        if not self.headers:
+            await self._renew()
+
+    def accepted(self) -> None:
+        """The API took the current token."""
+        self._accepted = True
+
+    async def refused(self, generation: int) -> None:
+        """A request sent with token `generation` got 401/403: renew it or raise AuthError.
+
+        Concurrent refusals of the same token cause one renewal; the others find the
+        generation moved on and simply retry with the new token.
+        """
+        async with self._lock:
+            if generation != self.generation:
+                return
+            store = self._destination.store_id
+            if self._secret is None:
+                raise AuthError(
+                    f"the API refused the token for store {store!r} (HTTP 401/403) and no secret "
+                    "is configured to generate a new one; fix destination.token and rerun"
+                )
+            if self._renewed and not self._accepted:
+                raise AuthError(
+                    f"the API refused the token just generated for store {store!r}; the secret "
+                    "may belong to another store; check destination.store_id and secret"
+                )
+            await self._renew()
+
+    async def _renew(self) -> None:
+        destination = self._destination
+        url = destination.base_url.rstrip("/") + wire.ACCESS_TOKEN_PATH.format(
+            store_id=destination.store_id
+        )
+        for attempt in range(1, destination.max_retries + 2):
+            try:
+                response = await self._client.post(url, json={"secret": self._secret})
+            except httpx.TransportError as exc:
+                problem = transport_error(exc)
+            else:
+                if response.status_code in (401, 403):
+                    raise AuthError(
+                        f"the API refused the secret for store {destination.store_id!r} "
+                        f"(HTTP {response.status_code}); fix destination.secret and rerun"
+                    )
+                token = _access_token(response)
+                if token is not None:
+                    self._use(token)
+                    self._renewed, self._accepted = True, False
+                    self.generation += 1
+                    self._stats.token_refreshes += 1
+                    return
+                problem = f"HTTP {response.status_code}: {api_message(response)}"
+            if attempt <= destination.max_retries:
+                await asyncio.sleep(backoff(attempt))
+        raise AuthError(f"could not generate an access token from the secret ({problem})")
+
+
+def _access_token(response: httpx.Response) -> str | None:
+    if not response.is_success:
+        return None
+    try:
+        token = response.json().get("access_token")
+    except (ValueError, AttributeError):
+        return None
+    return token if isinstance(token, str) and token else None
+
+
+class Loader:
+    """Posts events to one store: shared limiter, retries, token renewal, abort on the hopeless.
+
+    `client=None` makes (and closes) an `httpx.AsyncClient` with a keep-alive pool of
+    `concurrency` connections; a given client (tests: ASGITransport) is left open.
+    """
+
+    def __init__(
+        self,
+        destination: Destination,
+        client: httpx.AsyncClient | None = None,
+        stats: LoadStats | None = None,
+    ) -> None:
+        self.destination = destination
+        self.stats = stats if stats is not None else LoadStats()
+        self._own_client = client is None
+        if client is None:
+            pool = destination.concurrency
+            client = httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+                timeout=destination.timeout,
+            )
+        self._client = client
+        self._url = httpx.URL(destination.events_url)
+        self._limiter = Limiter(destination.rate_limit)
+        self._credentials = _Credentials(destination, client, self.stats)
+        self._failed_in_a_row = 0
+
+    async def __aenter__(self) -> Loader:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    async def deliver(self, events: AsyncIterable[Event], on_outcome: OnOutcome) -> None:
+        """Send every event; await `on_outcome` once per event before its worker goes on.
+
+        Raises AuthError or TooManyFailures after stopping every worker. When cancelled,
+        requests in flight are abandoned (their events get no outcome and are resent on
+        the next run); an outcome whose `on_outcome` has begun is awaited to the end.
+        """
+        await self._credentials.ready()
+        source = aiter(events)
+        take = asyncio.Lock()
+        workers = [
+            asyncio.create_task(self._work(source, take, on_outcome))
+            for _ in range(self.destination.concurrency)
+        ]
+        try:
+            done, _ = await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if (error := task.exception()) is not None:
+                    raise error
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            if isinstance(source, AsyncIterator) and hasattr(source, "aclose"):
+                await source.aclose()
+
+    async def _work(
+        self, source: AsyncIterator[Event], take: asyncio.Lock, on_outcome: OnOutcome
+    ) -> None:
+        # The lock: several workers may not await one async generator at the same time.
+        while True:
+            async with take:
+                try:
+                    event = await anext(source)
+                except StopAsyncIteration:
+                    return
+            outcome = await self._send(event)
+            await _to_the_end(on_outcome(outcome))
+            self._tally(outcome)
+
+    def _tally(self, outcome: Outcome) -> None:
+        if outcome.status is not Status.FAILED:
+            self._failed_in_a_row = 0
+            return
+        self._failed_in_a_row += 1
+        if self._failed_in_a_row >= MAX_CONSECUTIVE_FAILURES:
+            raise TooManyFailures(
+                f"{MAX_CONSECUTIVE_FAILURES} events in a row failed after "
+                f"{self.destination.max_retries} retries each, the API looks down "
+                f"(last error: {outcome.error}); rerun later to resend them"
+            )
+
+    async def _send(self, event: Event) -> Outcome:
+        """Try `event` until it has an outcome (or AuthError ends the run)."""
+        stats, limiter, credentials = self.stats, self._limiter, self._credentials
+        attempts = failures = 0
+        while True:
+            generation = credentials.generation
+            paced, paused = await limiter.acquire()
+            stats.limiter_wait_s += paced
+            stats.pause_429_s += paused
+            stats.requests += 1
+            stats.retries += attempts > 0
+            attempts += 1
+            try:
+                response = await self._client.post(
+                    self._url, content=event.body, headers=credentials.headers
+                )
+            except httpx.TransportError as exc:
+                stats.count("timeout" if isinstance(exc, httpx.TimeoutException) else "connection")
+                verdict, error = Verdict.RETRY, transport_error(exc)
+            else:
+                stats.count(response.status_code)
+                verdict = classify(response.status_code)
+                if verdict is Verdict.AUTH:
+                    await credentials.refused(generation)
+                    continue
+                if verdict is Verdict.THROTTLED:
+                    stats.http_429 += 1
+                    limiter.throttled()
+                    limiter.pause(throttle_reset(response.headers) or backoff(failures + 1))
+                else:
+                    credentials.accepted()
+                    if (spent := quota_spent(response.headers)) is not None:
+                        limiter.pause(spent)
+                    else:
+                        limiter.clean()
+                if verdict is Verdict.DELIVERED:
+                    return Outcome(event, Status.DELIVERED, attempts)
+                if verdict is Verdict.REJECTED:
+                    return Outcome(event, Status.REJECTED, attempts, api_message(response))
+                error = f"HTTP {response.status_code}: {api_message(response)}"
+            failures += 1
+            if failures > self.destination.max_retries:
+                return Outcome(event, Status.FAILED, attempts, error)
+            if verdict is Verdict.RETRY:
+                await asyncio.sleep(backoff(failures))
+
+
+async def _to_the_end(awaitable: Awaitable[Any]) -> None:
+    """Await `awaitable` even if cancelled meanwhile: a finished request's outcome is kept."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await task
+        raise
