@@ -262,6 +262,9 @@ def _resolve_paths(raw: dict[str, Any], folder: Path, problems: list[tuple[str, 
             source["path"] = resolved
             if not _glob_or_path_exists(resolved):
                 problems.append(("source.path", f"no file, folder or glob match at {resolved}"))
+        url = source.get("url")
+        if isinstance(url, str):
+            source["url"] = _resolve_file_url(url, folder, problems)
         query = source.get("query")
         if isinstance(query, str) and query.strip().lower().endswith(".sql") and "\n" not in query:
             query_file = folder / query.strip()
@@ -272,6 +275,25 @@ def _resolve_paths(raw: dict[str, Any], folder: Path, problems: list[tuple[str, 
     state = raw.get("state")
     if isinstance(state, str) and "://" not in state and not os.path.isabs(state):
         raw["state"] = str(folder / state)
+
+
+#: A file database URL (SQLite, DuckDB): `sqlite:///relative.db` or `sqlite:////abs.db`.
+_FILE_URL = re.compile(r"^(?P<scheme>(sqlite|duckdb)(\+\w+)?:///)(?P<path>[^?]*)(?P<args>\?.*)?$")
+
+
+def _resolve_file_url(url: str, folder: Path, problems: list[tuple[str, str]]) -> str:
+    """A file database URL with its path resolved against the pipeline's folder.
+
+    The drivers would resolve it against the working directory, and silently create an
+    empty database where none exists; a missing file is a definition error instead.
+    """
+    match = _FILE_URL.match(url)
+    if not match or match["path"] in ("", ":memory:"):
+        return url
+    path = Path(match["path"]) if os.path.isabs(match["path"]) else folder / match["path"]
+    if not path.is_file():
+        problems.append(("source.url", f"no database file at {path}"))
+    return f"{match['scheme']}{path}{match['args'] or ''}"
 
 
 def _glob_or_path_exists(path: str) -> bool:
