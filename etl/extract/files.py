@@ -144,13 +144,22 @@ def rebatch(tables: Iterable[pa.Table], size: int) -> Iterator[pa.Table]:
         yield pa.concat_tables(pending)
 
 
-def _frames(tables: Iterable[pa.Table], size: int, window: Window | None) -> Iterator[pd.DataFrame]:
+def _with_cursor(columns: list[str], window: Window | None) -> list[str]:
+    """The columns to read: the requested ones, and the window's cursor to filter on."""
+    if window is None or window.cursor in columns:
+        return columns
+    return [*columns, window.cursor]
+
+
+def _frames(
+    tables: Iterable[pa.Table], size: int, window: Window | None, columns: list[str]
+) -> Iterator[pd.DataFrame]:
     start = 0
     for table in rebatch(tables, size):
         frame = apply_window(to_frame(table, start), window)
         start += table.num_rows
         if len(frame):
-            yield frame
+            yield frame[columns] if len(frame.columns) != len(columns) else frame
 
 
 def _check_requested(columns: list[str], available: list[str]) -> None:
@@ -192,14 +201,15 @@ class CsvExtractor:
 
     def chunks(self, columns: list[str], window: Window | None) -> Iterator[pd.DataFrame]:
         """Frames of at most chunk_size rows of `columns`, typed the same in every chunk."""
-        _check_requested(columns, self.columns())
-        options = self._convert_options(columns, self.column_types(columns))
+        wanted = _with_cursor(columns, window)
+        _check_requested(wanted, self.columns())
+        options = self._convert_options(wanted, self.column_types(wanted))
         tables = (
             pa.Table.from_batches([batch])
             for file in self.files
             for batch in self._batches(file, options)
         )
-        yield from _frames(tables, self.source.chunk_size, window)
+        yield from _frames(tables, self.source.chunk_size, window, columns)
 
     @staticmethod
     def _convert_options(columns: list[str], types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
@@ -248,13 +258,14 @@ def _arrow_type(kinds: set[str]) -> pa.DataType:
 
 
 def _header(file: Path) -> list[str]:
-    try:
-        with open(file, encoding="utf-8-sig", newline="") as handle:
-            return next(csv.reader(handle), [])
-    except UnicodeDecodeError:
-        raise SourceError(f"{file} line 1: not valid UTF-8 (re-encode the file as UTF-8)") from None
-    except csv.Error as exc:
-        raise SourceError(f"{file} line 1: {exc}") from None
+    with open(file, "rb") as handle:
+        reader = csv.reader(_utf8_lines(handle))
+        try:
+            return next(reader, [])
+        except _BadEncoding as bad:
+            raise SourceError(_not_utf8(file, bad.line)) from None
+        except csv.Error as exc:
+            raise SourceError(f"{file} line {reader.line_num}: {exc}") from None
 
 
 class _BadEncoding(Exception):
@@ -262,17 +273,23 @@ class _BadEncoding(Exception):
         self.line = line
 
 
+def _utf8_lines(handle: Any) -> Iterator[str]:
+    """A binary file's lines decoded one by one, so a bad byte is pinned to its line."""
+    for number, raw in enumerate(handle, 1):
+        try:
+            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise _BadEncoding(number) from None
+
+
+def _not_utf8(file: Path, line: int) -> str:
+    return f"{file} line {line}: not valid UTF-8 (re-encode the file as UTF-8)"
+
+
 def _explain(file: Path, exc: Exception) -> str:
     """Find the first bad line with the csv module (pyarrow does not say which line it was)."""
-    def lines(handle: Any) -> Iterator[str]:
-        for number, raw in enumerate(handle, 1):
-            try:
-                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-            except UnicodeDecodeError:
-                raise _BadEncoding(number) from None
-
     with open(file, "rb") as handle:
-        reader = csv.reader(lines(handle))
+        reader = csv.reader(_utf8_lines(handle))
         try:
             width = len(next(reader, []))
             for record in reader:
@@ -282,7 +299,7 @@ def _explain(file: Path, exc: Exception) -> str:
                         f"found {len(record)}"
                     )
         except _BadEncoding as bad:
-            return f"{file} line {bad.line}: not valid UTF-8 (re-encode the file as UTF-8)"
+            return _not_utf8(file, bad.line)
         except csv.Error as error:
             return f"{file} line {reader.line_num}: {error}"
     # Never quote pyarrow's message: it carries the row's text (emails, phones).
@@ -303,7 +320,7 @@ class ParquetExtractor:
     def schema(self) -> pa.Schema:
         """The files' schemas unified once (an int32 file and an int64 file give int64)."""
         if self._schema is None:
-            schemas = [self._read(file, pq.read_schema) for file in self.files]
+            schemas = [_plain(self._read(file, pq.read_schema)) for file in self.files]
             try:
                 self._schema = pa.unify_schemas(schemas, promote_options="permissive")
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
@@ -316,10 +333,11 @@ class ParquetExtractor:
 
     def chunks(self, columns: list[str], window: Window | None) -> Iterator[pd.DataFrame]:
         """Frames of at most chunk_size rows of `columns`, typed by the unified schema."""
-        _check_requested(columns, self.columns())
-        target = pa.schema([self.schema.field(name) for name in columns])
+        wanted = _with_cursor(columns, window)
+        _check_requested(wanted, self.columns())
+        target = pa.schema([self.schema.field(name) for name in wanted])
         tables = (table for file in self.files for table in self._tables(file, target))
-        yield from _frames(tables, self.source.chunk_size, window)
+        yield from _frames(tables, self.source.chunk_size, window, columns)
 
     def _tables(self, file: Path, target: pa.Schema) -> Iterator[pa.Table]:
         parquet = self._read(file, pq.ParquetFile)
@@ -342,3 +360,11 @@ class ParquetExtractor:
             return opener(file)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"{file}: not a readable Parquet file: {exc}") from None
+
+
+def _plain(schema: pa.Schema) -> pa.Schema:
+    """Dictionary-encoded fields as their value type, so encoded and plain files unify."""
+    return pa.schema(
+        field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
+        for field in schema
+    )
