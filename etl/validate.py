@@ -1,35 +1,51 @@
 """Row rules (SPEC §5): normalise every mapped column at once, reject what cannot be sent.
 
-Each rule derives one column of reasons (None = the row passes) with pandas
-vectorised operations; a pandera schema then checks those derived columns lazily,
-so one chunk reports every failing row and rule at once. Library calls that cannot
-be vectorised (phonenumbers, email-validator) run once per DISTINCT value.
+Each rule yields one boolean column (True = the row passes) computed over whole columns
+with pandas/pyarrow string kernels; a pandera schema then checks those columns lazily,
+so one chunk reports every failing row and rule at once. Sentences for the quarantine
+file are built only for the failing rows. Library calls that cannot be vectorised
+(phonenumbers, email-validator) run once per DISTINCT value, and only for values a
+conservative vectorised fast path cannot settle.
 
 Decisions where SPEC is silent:
 - snake_case: trim, split camelCase ("orderShipped" -> order_shipped), spaces ->
   "_", lower-case; anything else (hyphens, punctuation) is rejected, never guessed.
   A bad CONSTANT source/event_name rejects every row with the same reason.
 - occurred_at: ISO 8601 strings (with/without offset, date-only) and datetime
-  dtypes; naive values are in `event.timezone`. Epoch numbers are rejected
-  (seconds or milliseconds cannot be told apart safely).
+  dtypes; naive values are in `event.timezone` (a local time that does not exist or
+  is ambiguous there is rejected). Epoch numbers (int/float columns) are rejected:
+  seconds and milliseconds cannot be told apart safely; convert them in the query.
 - external_id: strings are trimmed; integers become their decimal string; whole
   floats (an int column that held a NaN) too ("123.0" -> "123"); other floats and
   booleans are rejected. An empty string counts as absent.
+- phone_number: `+` then 8-15 digits (first 1-9) is E.164 already and kept as is;
+  anything else is parsed with phonenumbers (with `default_region`) and kept only if
+  it is a possible number, in its E.164 form.
+- email: plain ASCII addresses of at most 64 characters that email-validator
+  certainly accepts are matched by one regex; the rest go to email-validator. The
+  local part is kept, the domain lower-cased.
 - An invalid email or phone rejects the row even when external_id is present.
-- `event.id.column` values: non-empty strings <= 255 (integers as decimal strings).
+- properties: nested lists/objects and infinite floats (JSON has no inf) are rejected.
+- `event.id.column` values (rule `id`): non-empty strings <= 255 (integers as decimal
+  strings); a row whose id is missing is rejected.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import email_validator
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 import phonenumbers
+import pyarrow as arrow
+import pyarrow.compute as pc
 
 from etl.definition import ColumnRef, EventSpec
 
@@ -54,6 +70,15 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _OFFSET = r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 _ISO_START = r"^\d{4}-\d{2}-\d{2}(?:$|[T ])"
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+_E164_PLAIN = r"^\+[1-9]\d{7,14}$"
+_ATOM = r"[A-Za-z0-9_+-]+"
+_LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
+_PLAIN_EMAIL = rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$"
+_PLAIN_EMAIL_MAX = 64
+_SPECIAL_DOMAIN = r"\.(?:" + "|".join(email_validator.SPECIAL_USE_DOMAIN_NAMES) + r")$"
+
+#: Failing row positions -> one sentence per row.
+Reasons = Callable[[np.ndarray], pd.Series]
 
 
 @dataclass(frozen=True)
@@ -64,20 +89,29 @@ class Split:
     rejects: pd.DataFrame  # original rows plus REJECT_RULE and REJECT_REASON
 
 
+@dataclass(frozen=True)
+class _Check:
+    """One rule's verdict on every row, and how to word it for the failing ones."""
+
+    ok: np.ndarray
+    reasons: Reasons
+
+
 def snake_case(text: str) -> str:
     """The normalised form of a source or event name (may still fail SNAKE)."""
     return "_".join(_CAMEL.sub(" ", text.strip()).lower().split())
 
 
-def _snake_series(values: pd.Series) -> pd.Series:
+def _text(values: pd.Series) -> pd.Series:
+    """Trimmed text of any column, blanks as missing."""
     text = values.astype("string").str.strip()
-    return text.str.replace(_CAMEL.pattern, " ", regex=True).str.lower().str.split().str.join("_")
+    return text.where(text.ne(""))
 
 
 def _present(values: pd.Series) -> pd.Series:
     """True where a value is non-null and, if text, non-blank."""
     if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
-        return values.notna() & values.astype("string").str.strip().ne("").fillna(False)
+        return _text(values).notna()
     return values.notna()
 
 
@@ -85,26 +119,83 @@ def _quote(values: pd.Series) -> pd.Series:
     return "'" + values.astype("string").fillna("") + "'"
 
 
-def _name_rule(field: str, spec: str | ColumnRef, chunk: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
-    if isinstance(spec, ColumnRef):
-        raw = chunk[spec.column]
-    else:
-        raw = pd.Series(spec, index=chunk.index, dtype="string")
-    normal = _snake_series(raw)
-    ok = normal.str.fullmatch(SNAKE).fillna(False) & normal.str.len().le(MAX_LENGTH).fillna(False)
-    reason = (field + " " + _quote(raw) + " is not a snake_case name of at most 255 characters").where(~ok)
-    return normal, reason
+def _mask(values: pd.Series) -> np.ndarray:
+    """A nullable boolean Series as a plain array, missing counted as False."""
+    return values.fillna(False).to_numpy(dtype=bool)
 
 
+def _per_distinct(text: pd.Series, function: Callable[[str], Any]) -> pd.Series:
+    """Apply `function` once per distinct non-null value of `text`."""
+    present = text.dropna()
+    mapping = {value: function(value) for value in pd.unique(present)}
+    return present.map(mapping).reindex(text.index)
+
+
+def _sentences(template: str, values: pd.Series) -> Reasons:
+    """Reasons that quote each failing row's value into `template` ({} marks the spot)."""
+    before, after = template.split("{}")
+    return lambda positions: before + _quote(values.iloc[positions].reset_index(drop=True)) + after
+
+
+def _series(values: arrow.Array, index: pd.Index) -> pd.Series:
+    """An Arrow result as a Series on `index` (positional, never aligned on labels)."""
+    return pd.Series(values.to_pandas().array, index=index)
+
+
+def _name_check(field: str, spec: str | ColumnRef, chunk: pd.DataFrame) -> tuple[pd.Series | None, _Check]:
+    template = field + " {} is not a snake_case name of at most 255 characters"
+    if not isinstance(spec, ColumnRef):
+        normal = snake_case(spec)
+        ok = re.fullmatch(SNAKE, normal) is not None and len(normal) <= MAX_LENGTH
+        constant = pd.Series([spec] * len(chunk), dtype="string")
+        return None, _Check(np.full(len(chunk), ok), _sentences(template, constant))
+    raw = chunk[spec.column]
+    names = _per_distinct(raw.astype("string"), snake_case).astype("string")
+    ok = _mask(names.str.fullmatch(SNAKE) & names.str.len().le(MAX_LENGTH))
+    return names, _Check(ok, _sentences(template, raw))
+
+
+# -- occurred_at ------------------------------------------------------------------------
 def _occurred_at(raw: pd.Series, timezone: str) -> pd.Series:
     """UTC tz-aware timestamps; NaT where the value is missing or not ISO 8601."""
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         return raw.dt.tz_convert("UTC")
     if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return raw.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
-    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+        return _localise(raw, timezone)
     if pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
-        return result
+        return pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    fast = _parse_fast(raw, timezone)
+    return fast if fast is not None else _parse_each(raw, timezone)
+
+
+def _localise(naive: pd.Series, timezone: str) -> pd.Series:
+    local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
+    return local.dt.tz_convert("UTC")
+
+
+def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
+    """The whole column parsed by Arrow's ISO 8601 reader when every value is all aware or
+    all naive (the usual case); None when a value needs the careful path."""
+    try:
+        text = pc.utf8_trim_whitespace(arrow.array(raw, from_pandas=True))
+    except (arrow.ArrowInvalid, arrow.ArrowTypeError, arrow.ArrowNotImplementedError):
+        return None
+    if text.null_count or not pc.all(pc.match_substring_regex(text, _ISO_START)).as_py():
+        return None
+    try:
+        return _series(pc.cast(text, arrow.timestamp("us", tz="UTC")), raw.index)
+    except arrow.ArrowInvalid:
+        pass
+    try:
+        naive = pc.cast(text, arrow.timestamp("us"))
+    except arrow.ArrowInvalid:
+        return None
+    return _localise(_series(naive, raw.index), timezone)
+
+
+def _parse_each(raw: pd.Series, timezone: str) -> pd.Series:
+    """Mixed columns: aware and naive strings parsed apart; Python datetimes as such."""
+    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
     text = raw.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v, na_action="ignore")
     text = text.where(text.map(type, na_action="ignore").eq(str)).astype("string").str.strip()
     iso = text.str.contains(_ISO_START, regex=True).fillna(False)
@@ -115,11 +206,11 @@ def _occurred_at(raw: pd.Series, timezone: str) -> pd.Series:
         result[aware] = parsed.astype(result.dtype)
     if naive.any():
         parsed = pd.to_datetime(text[naive], format="ISO8601", errors="coerce")
-        local = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-        result[naive] = local.dt.tz_convert("UTC").astype(result.dtype)
+        result[naive] = _localise(parsed, timezone).astype(result.dtype)
     return result
 
 
+# -- identifiers ------------------------------------------------------------------------
 def _id_text(raw: pd.Series, allow_whole_floats: bool) -> tuple[pd.Series, pd.Series]:
     """(decimal/trimmed strings, ok-mask) for id-like columns of any dtype."""
     if pd.api.types.is_bool_dtype(raw.dtype):
@@ -139,28 +230,22 @@ def _id_text(raw: pd.Series, allow_whole_floats: bool) -> tuple[pd.Series, pd.Se
 
 
 def _id_kind(value: Any) -> str:
-    if isinstance(value, bool):
+    if isinstance(value, (bool, np.bool_)):
         return "bad"
-    if isinstance(value, str) or (isinstance(value, int)):
+    if isinstance(value, (str, int, np.integer)):
         return "ok"
     if isinstance(value, float) and value.is_integer():
         return "float"
-    try:
-        import numpy as np
-
-        if isinstance(value, np.integer):
-            return "ok"
-    except ImportError:  # pragma: no cover
-        pass
     return "bad"
 
 
 def _id_value(value: Any) -> str | None:
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else None
-    if isinstance(value, (str, int)) and not isinstance(value, bool):
-        return str(value)
-    return str(int(value)) if _id_kind(value) == "ok" else None
+    kind = _id_kind(value)
+    if kind == "float":
+        return str(int(value))
+    if kind == "ok":
+        return value if isinstance(value, str) else str(int(value))
+    return None
 
 
 @lru_cache(maxsize=65536)
@@ -187,19 +272,34 @@ def _phone(value: str, region: str | None) -> str | None:
     return e164 if _E164.match(e164) else None
 
 
-def _per_distinct(text: pd.Series, function: Any) -> pd.Series:
-    """Apply `function` once per distinct non-null value of `text`."""
-    present = text.dropna()
-    distinct = pd.unique(present)
-    mapping = {value: function(value) for value in distinct}
-    return present.map(mapping).reindex(text.index)
+def _plain_emails(text: pd.Series) -> pd.Series:
+    """Addresses the fast path settles, normalised (domain lower-cased); NA elsewhere."""
+    plain = _mask(
+        text.str.fullmatch(_PLAIN_EMAIL)
+        & text.str.len().le(_PLAIN_EMAIL_MAX)
+        & ~text.str.contains(_SPECIAL_DOMAIN, case=False, regex=True)
+    )
+    result = pd.Series(pd.NA, index=text.index, dtype="string")
+    if plain.any():
+        parts = pc.split_pattern(arrow.array(text[plain], type=arrow.large_string()), "@", max_splits=1)
+        joined = pc.binary_join_element_wise(
+            pc.list_element(parts, 0), pc.utf8_lower(pc.list_element(parts, 1)),
+            arrow.scalar("@", arrow.large_string()),
+        )
+        result[plain] = pd.array(joined, dtype="string")
+    return result
 
 
-_NESTED = (list, dict, tuple, set)
+_NESTED = (list, dict, tuple, set, np.ndarray)
 
 
-def _nested(value: Any) -> bool:
-    return isinstance(value, _NESTED) or type(value).__name__ == "ndarray"
+def _property_problem(value: Any) -> str | None:
+    """Why one value of an object column cannot be a property value (None: it can)."""
+    if isinstance(value, _NESTED):
+        return "is a nested list or object"
+    if isinstance(value, float) and math.isinf(value):
+        return "is not a finite number"
+    return None
 
 
 class Validator:
@@ -213,97 +313,154 @@ class Validator:
             **event.properties,
         }
         self.schema = pa.DataFrameSchema(
-            {rule: pa.Column(object, pa.Check(lambda s: s.isna(), error=rule), nullable=True) for rule in RULES},
+            {rule: pa.Column(bool, pa.Check(lambda ok: ok, error=f"{rule} rule")) for rule in RULES},
             coerce=False,
         )
 
     def split(self, chunk: pd.DataFrame) -> Split:
         """Divide `chunk` into normalised valid rows and annotated original rejects."""
-        normal, reasons = self._derive(chunk)
-        failing = self._failing(reasons)
-        valid = normal.loc[~normal.index.isin(failing)]
-        bad = reasons.loc[reasons.index.isin(failing)]
-        rejects = chunk.loc[bad.index].copy()
-        rejects[REJECT_RULE] = bad.notna().idxmax(axis=1).astype(object) if len(bad) else []
-        rejects[REJECT_REASON] = bad.apply(lambda row: "; ".join(row.dropna()), axis=1) if len(bad) else []
-        return Split(valid=valid, rejects=rejects)
+        normal, checks = self._derive(chunk)
+        failing = self._failing({rule: check.ok for rule, check in checks.items()}, len(chunk))
+        keep = np.ones(len(chunk), dtype=bool)
+        keep[failing] = False
+        if len(failing):
+            chunk_kept, normal = chunk.iloc[keep], {c: v.iloc[keep] for c, v in normal.items()}
+        else:
+            chunk_kept = chunk
+        valid = chunk_kept.assign(**{column: values.array for column, values in normal.items()})
+        return Split(valid=valid, rejects=self._rejects(chunk, checks, failing))
 
-    def _failing(self, reasons: pd.DataFrame) -> pd.Index:
+    def _failing(self, ok: dict[str, np.ndarray], rows: int) -> np.ndarray:
+        """Positions of rows that fail any rule, as pandera reports them."""
+        frame = pd.DataFrame({rule: ok.get(rule, np.ones(rows, dtype=bool)) for rule in RULES})
         try:
-            self.schema.validate(reasons, lazy=True)
+            self.schema.validate(frame, lazy=True)
         except pa.errors.SchemaErrors as errors:
-            return pd.Index(errors.failure_cases["index"].dropna().unique())
-        return pd.Index([])
+            return np.sort(errors.failure_cases["index"].dropna().unique().astype(np.int64))
+        return np.array([], dtype=np.int64)
 
-    def _derive(self, chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    @staticmethod
+    def _rejects(chunk: pd.DataFrame, checks: dict[str, _Check], failing: np.ndarray) -> pd.DataFrame:
+        """The failing rows as they came, with the first rule broken and every reason."""
+        rule = np.full(len(failing), None, dtype=object)
+        reason = np.full(len(failing), None, dtype=object)
+        for name in RULES:
+            check = checks.get(name)
+            where = ~check.ok[failing] if check is not None else np.zeros(len(failing), dtype=bool)
+            if not where.any():
+                continue
+            text = check.reasons(failing[where]).to_numpy(dtype=object)
+            rule[where & pd.isna(rule)] = name
+            reason[where] = [t if r is None else f"{r}; {t}" for r, t in zip(reason[where], text, strict=True)]
+        rejects = chunk.iloc[failing].copy()
+        rejects[REJECT_RULE] = rule
+        rejects[REJECT_REASON] = reason
+        return rejects
+
+    def _derive(self, chunk: pd.DataFrame) -> tuple[dict[str, pd.Series], dict[str, _Check]]:
+        """The normalised columns (by source column) and every rule's check."""
         event = self.event
-        normal = chunk.copy()
-        reasons = pd.DataFrame({rule: pd.Series(None, index=chunk.index, dtype=object) for rule in RULES})
+        normal: dict[str, pd.Series] = {}
+        checks: dict[str, _Check] = {}
         for field, spec in (("source", event.source), ("event_name", event.event_name)):
-            values, reasons[field] = _name_rule(field, spec, chunk)
-            if isinstance(spec, ColumnRef):
-                normal[spec.column] = values
+            names, checks[field] = _name_check(field, spec, chunk)
+            if isinstance(spec, ColumnRef) and names is not None:
+                normal[spec.column] = names
         raw = chunk[event.occurred_at]
         when = _occurred_at(raw, event.timezone)
         normal[event.occurred_at] = when
-        reasons["occurred_at"] = (
-            "occurred_at " + _quote(raw) + " is not an ISO 8601 timestamp"
-        ).where(when.isna())
-        self._identity(chunk, normal, reasons)
-        self._properties(chunk, reasons)
+        checks["occurred_at"] = _Check(
+            when.notna().to_numpy(), _sentences("occurred_at {} is not an ISO 8601 timestamp", raw)
+        )
+        self._identity(chunk, normal, checks)
+        checks["properties"] = self._properties(chunk)
         if event.id.column:
-            text, ok = _id_text(chunk[event.id.column], allow_whole_floats=True)
-            good = ok & text.notna() & text.str.len().between(1, MAX_LENGTH).fillna(False)
-            normal[event.id.column] = text
-            reasons["id"] = ("id " + _quote(text) + " is not a non-empty string of at most 255 characters").where(~good)
-        return normal, reasons.astype(object).where(reasons.notna(), None)
+            checks["id"] = self._id_column(chunk, normal)
+        return normal, checks
 
-    def _identity(self, chunk: pd.DataFrame, normal: pd.DataFrame, reasons: pd.DataFrame) -> None:
-        index = chunk.index
-        none = pd.Series(False, index=index)
-        have = {name: _present(chunk[column]) for name, column in self.identifiers.items()}
+    def _identity(self, chunk: pd.DataFrame, normal: dict[str, pd.Series], checks: dict[str, _Check]) -> None:
+        rows = len(chunk)
+        none = np.zeros(rows, dtype=bool)
+        have = {name: _present(chunk[column]).to_numpy(dtype=bool) for name, column in self.identifiers.items()}
         ext, email, phone = (have.get(n, none) for n in ("external_id", "email", "phone_number"))
-        reasons["customer_identity"] = pd.Series(None, index=index, dtype=object)
-        reasons.loc[~ext & email & phone, "customer_identity"] = "has both email and phone_number but no external_id"
-        reasons.loc[~ext & ~email & ~phone, "customer_identity"] = "has no external_id, email or phone_number"
+        both = ~ext & email & phone
+
+        def identity(positions: np.ndarray) -> pd.Series:
+            return pd.Series(np.where(
+                both[positions],
+                "has both email and phone_number but no external_id",
+                "has no external_id, email or phone_number",
+            ))
+
+        checks["customer_identity"] = _Check(~(both | (~ext & ~email & ~phone)), identity)
         if "external_id" in self.identifiers:
             column = self.identifiers["external_id"]
             text, ok = _id_text(chunk[column], allow_whole_floats=True)
             text = text.where(text.ne("")).astype("string")
-            good = ok & text.str.len().le(MAX_LENGTH).fillna(True)
             normal[column] = text
-            reasons["external_id"] = (
-                "external_id " + _quote(chunk[column].astype(str)) + " is not a string of at most 255 characters"
-            ).where(~good)
+            checks["external_id"] = _Check(
+                _mask(ok & text.str.len().le(MAX_LENGTH).fillna(True)),
+                _sentences("external_id {} is not a string of at most 255 characters", chunk[column].astype(str)),
+            )
         if "phone_number" in self.identifiers:
             column = self.identifiers["phone_number"]
-            text = chunk[column].astype("string").str.strip()
-            text = text.where(text.ne(""))
+            text = _text(chunk[column])
+            plain = _mask(text.str.fullmatch(_E164_PLAIN))
             region = self.event.customer.default_region
-            e164 = _per_distinct(text, lambda v: _phone(v, region))
-            normal[column] = e164.astype("string")
-            reasons["phone_number"] = ("phone_number " + _quote(text) + " is not E.164").where(
-                text.notna() & e164.isna()
+            e164 = text.where(plain)
+            rest = text.notna().to_numpy() & ~plain
+            if rest.any():
+                e164[rest] = _per_distinct(text[rest], lambda v: _phone(v, region)).to_numpy(dtype=object)
+            normal[column] = e164
+            checks["phone_number"] = _Check(
+                ~(text.notna().to_numpy() & e164.isna().to_numpy()), _sentences("phone_number {} is not E.164", text)
             )
         if "email" in self.identifiers:
             column = self.identifiers["email"]
-            text = chunk[column].astype("string").str.strip()
-            text = text.where(text.ne(""))
-            result = _per_distinct(text, _email)
-            address = result.map(lambda r: r[0], na_action="ignore")
-            why = result.map(lambda r: r[1], na_action="ignore")
-            normal[column] = address.astype("string")
-            reasons["email"] = ("email " + _quote(text) + " is not a valid address: " + why.astype("string")).where(
-                why.notna()
-            )
+            normal[column], checks["email"] = self._email(_text(chunk[column]))
 
-    def _properties(self, chunk: pd.DataFrame, reasons: pd.DataFrame) -> None:
-        found = pd.Series(None, index=chunk.index, dtype=object)
+    @staticmethod
+    def _email(text: pd.Series) -> tuple[pd.Series, _Check]:
+        address = _plain_emails(text)
+        rest = text.notna().to_numpy() & address.isna().to_numpy()
+        why = pd.Series(pd.NA, index=text.index, dtype="string")
+        if rest.any():
+            result = _per_distinct(text[rest], _email)
+            address[rest] = [r[0] for r in result]
+            why[rest] = [r[1] for r in result]
+        quoted = _sentences("email {} is not a valid address: ", text)
+        return address, _Check(why.isna().to_numpy(), lambda p: quoted(p) + why.iloc[p].reset_index(drop=True))
+
+    def _properties(self, chunk: pd.DataFrame) -> _Check:
+        problems = []
         for name, column in self.properties.items():
             values = chunk[column]
-            if values.dtype != object:
+            if values.dtype == object:
+                found = values.map(_property_problem, na_action="ignore")
+            elif pd.api.types.is_float_dtype(values.dtype):
+                found = pd.Series(np.where(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)),
+                                           "is not a finite number", None), index=values.index)
+            else:
                 continue
-            nested = values.map(_nested, na_action="ignore").fillna(False).astype(bool)
-            text = f"property {name!r} is a nested list or object"
-            found = found.where(~nested | found.notna(), text).where(~nested | found.isna(), found + "; " + text)
-        reasons["properties"] = found
+            problems.append(f"property {name!r} " + found.astype("string"))
+        if not problems:
+            return _Check(np.ones(len(chunk), dtype=bool), lambda p: pd.Series([], dtype="string"))
+        table = pd.concat(problems, axis=1).astype(object)
+        ok = table.isna().all(axis=1).to_numpy()
+        return _Check(ok, lambda p: table.iloc[p].apply(lambda row: "; ".join(row.dropna()), axis=1))
+
+    def _id_column(self, chunk: pd.DataFrame, normal: dict[str, pd.Series]) -> _Check:
+        column = self.event.id.column
+        text, ok = _id_text(chunk[column], allow_whole_floats=True)
+        normal[column] = text
+        good = _mask(ok & text.str.len().between(1, MAX_LENGTH))
+
+        def reasons(positions: np.ndarray) -> pd.Series:
+            values = text.iloc[positions]
+            return pd.Series(np.where(
+                values.isna().to_numpy(),
+                f"id column {column!r} is missing",
+                ("id " + _quote(values) + " is not a non-empty string of at most 255 characters").to_numpy(),
+            ))
+
+        return _Check(good, reasons)
