@@ -86,7 +86,7 @@ class Limiter:
                 await self._sleep(slot - now)
             # Spacing counts from the ideal slot, so sleep overshoot does not add up; after an
             # idle spell it counts from (almost) now, so idleness is never saved up as a burst.
-            self._last = max(slot, now - SLACK_S)
+            self._last = slot if slot >= now - SLACK_S else now
             if self._window is not None:
                 self._window.append(now)
         return paced, paused
