@@ -83,11 +83,14 @@ def main() -> None:
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
     rows, seconds = figures["rows"], figures["seconds"]
-    print(f"file: {path.stat().st_size / 1e6:,.0f} MB Parquet, {ROWS:,} rows, row groups of {GROUP:,}")
-    print(f"extracted {rows:,} rows in chunks of {CHUNK:,}: {seconds:.1f} s, {rows / seconds:,.0f} rows/s")
+    size_mb = path.stat().st_size / 1e6
+    print(f"file: {size_mb:,.0f} MB Parquet, {ROWS:,} rows, row groups of {GROUP:,}")
+    print(f"extracted {rows:,} rows in chunks of {CHUNK:,}: "
+          f"{seconds:.1f} s, {rows / seconds:,.0f} rows/s")
     verdict = "met" if peak_mb < TARGET_MB else "MISSED"
-    print(f"peak RSS of the extracting process: {peak_mb:,.0f} MB (target < {TARGET_MB} MB: {verdict}); "
-          f"{figures['imported_mb']:,.0f} MB of it is the interpreter with pandas/pyarrow loaded")
+    print(f"peak RSS of the extracting process: {peak_mb:,.0f} MB "
+          f"(target < {TARGET_MB} MB: {verdict}); {figures['imported_mb']:,.0f} MB of it is "
+          "the interpreter with pandas/pyarrow loaded")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,9 @@ def customers(rng: np.random.Generator, n: int) -> pd.DataFrame:
     ]
     return pd.DataFrame({
         "customer_id": [f"cus_{x:05d}" for x in number],
-        "email": [f"{_ascii(f).lower()}.{x}@{d}" for f, x, d in zip(first, number, domain, strict=True)],
+        "email": [
+            f"{_ascii(f).lower()}.{x}@{d}" for f, x, d in zip(first, number, domain, strict=True)
+        ],
         "phone": phone,
         "first_name": first,
     })
@@ -92,6 +94,20 @@ def times(rng: np.random.Generator, n: int, days: int = 60) -> pd.DatetimeIndex:
     return START + pd.to_timedelta(seconds, unit="s")
 
 
+def corrupt(
+    frame: pd.DataFrame, kinds: np.ndarray, rng: np.random.Generator,
+    rules: dict[str, tuple[str, list[str]]],
+) -> None:
+    """For each kind of fault, overwrite its rows' column with a realistic bad value."""
+    for kind, (column, choices) in rules.items():
+        rows = kinds == kind
+        frame.loc[rows, column] = rng.choice(np.array(choices, dtype=object), rows.sum())
+
+
+def zulu(stamps: pd.DatetimeIndex) -> pd.Index:
+    return stamps.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def orders(rng: np.random.Generator, n: int = 3000) -> pd.DataFrame:
     frame = customers(rng, n)
     shipped = times(rng, n)
@@ -101,9 +117,7 @@ def orders(rng: np.random.Generator, n: int = 3000) -> pd.DataFrame:
     frame["item_count"] = rng.integers(1, 8, n)
     frame["gift"] = rng.random(n) < 0.12
     frame["currency"] = rng.choice(["USD", "EUR", "GBP", "CAD"], n, p=[0.7, 0.15, 0.1, 0.05])
-    frame["updated_at"] = (shipped + pd.to_timedelta(rng.integers(60, 86_400, n), unit="s")).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
+    frame["updated_at"] = zulu(shipped + pd.to_timedelta(rng.integers(60, 86_400, n), unit="s"))
     guest = rng.random(n) < 0.15  # guest checkouts: no customer id, one contact only
     frame.loc[guest, "customer_id"] = None
     frame.loc[guest & (rng.random(n) < 0.5), "email"] = None
@@ -111,39 +125,48 @@ def orders(rng: np.random.Generator, n: int = 3000) -> pd.DataFrame:
     frame.loc[rng.random(n) < 0.05, "first_name"] = None
     kinds = spoil(rng, n, ["no_identifier", "bad_email", "bad_phone", "bad_date", "guest_both"])
     frame.loc[kinds == "no_identifier", ["customer_id", "email", "phone"]] = None
-    frame.loc[kinds == "bad_email", "email"] = rng.choice(BAD_EMAILS, (kinds == "bad_email").sum())
-    frame.loc[kinds == "bad_phone", "phone"] = rng.choice(BAD_PHONES, (kinds == "bad_phone").sum())
-    frame.loc[kinds == "bad_date", "shipped_at"] = rng.choice(BAD_DATES, (kinds == "bad_date").sum())
+    corrupt(frame, kinds, rng, {
+        "bad_email": ("email", BAD_EMAILS),
+        "bad_phone": ("phone", BAD_PHONES),
+        "bad_date": ("shipped_at", BAD_DATES),
+    })
     both = kinds == "guest_both"
+    contacts = customers(rng, both.sum())
     frame.loc[both, "customer_id"] = None
-    frame.loc[both, "email"] = customers(rng, both.sum())["email"].to_numpy()
-    frame.loc[both, "phone"] = customers(rng, both.sum())["phone"].to_numpy()
+    frame.loc[both, "email"] = contacts["email"].to_numpy()
+    frame.loc[both, "phone"] = contacts["phone"].to_numpy()
     return frame
 
 
 def subscriptions(rng: np.random.Generator, n: int = 2000) -> pa.Table:
-    people = customers(rng, n)
     renewed = times(rng, n, days=90)
     months = rng.choice([1, 3, 12], n, p=[0.6, 0.25, 0.15])
     plan = rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.35, 0.15])
-    price = {"basic": 9.0, "plus": 19.0, "pro": 49.0}
-    event = rng.choice(["subscription_renewed", "Subscription Renewed", "subscriptionRenewed"], n,
-                       p=[0.8, 0.15, 0.05]).astype(object)
-    email = people["email"].to_numpy(dtype=object)
+    monthly = pd.Series(plan).map({"basic": 9.0, "plus": 19.0, "pro": 49.0})
+    names = ["subscription_renewed", "Subscription Renewed", "subscriptionRenewed"]
+    frame = pd.DataFrame({
+        "subscription_id": [f"sub_{i:06d}" for i in range(n)],
+        "event_type": rng.choice(names, n, p=[0.8, 0.15, 0.05]),
+        "email": customers(rng, n)["email"],
+        "renewed_at": renewed,
+    }).astype({"event_type": object, "renewed_at": object})
     kinds = spoil(rng, n, ["no_identifier", "bad_email", "bad_date", "bad_event"])
-    email[kinds == "no_identifier"] = None
-    email[kinds == "bad_email"] = rng.choice(BAD_EMAILS, (kinds == "bad_email").sum())
-    event[kinds == "bad_event"] = rng.choice(["subscription-renewed!", "renewed 🎉"], (kinds == "bad_event").sum())
-    renewed_at = pd.Series(renewed).where(kinds != "bad_date")  # a missing renewal time
+    frame.loc[kinds == "no_identifier", "email"] = None
+    frame.loc[kinds == "bad_date", "renewed_at"] = None  # a renewal time that was never set
+    corrupt(frame, kinds, rng, {
+        "bad_email": ("email", BAD_EMAILS),
+        "bad_event": ("event_type", ["subscription-renewed!", "renewed 🎉"]),
+    })
+    stamp = pa.timestamp("us", "UTC")
     return pa.table({
-        "subscription_id": pa.array([f"sub_{i:06d}" for i in range(n)]),
-        "event_type": pa.array(event, pa.string()),
-        "email": pa.array(email, pa.string()),
+        "subscription_id": pa.array(frame["subscription_id"], pa.string()),
+        "event_type": pa.array(frame["event_type"], pa.string()),
+        "email": pa.array(frame["email"], pa.string()),
         "plan": pa.array(plan),
         "months": pa.array(months, pa.int32()),
-        "amount": pa.array(np.round([price[p] * m * 0.95 ** (m > 1) for p, m in zip(plan, months, strict=True)], 2)),
-        "renewed_at": pa.array(renewed_at, pa.timestamp("us", "UTC")),
-        "updated_at": pa.array(renewed + pd.Timedelta(minutes=5), pa.timestamp("us", "UTC")),
+        "amount": pa.array(np.round(monthly * months * np.where(months > 1, 0.95, 1.0), 2)),
+        "renewed_at": pa.array(frame["renewed_at"], stamp),
+        "updated_at": pa.array(renewed + pd.Timedelta(minutes=5), stamp),
     })
 
 
@@ -159,32 +182,35 @@ def reviews(rng: np.random.Generator, n: int = 2000) -> pd.DataFrame:
         "customer_phone": people["phone"].where(by_phone, None),
         "rating": rng.choice([1, 2, 3, 4, 5], n, p=[0.05, 0.07, 0.13, 0.3, 0.45]),
         "title": rng.choice(titles, n),
-        "written_at": written.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "updated_at": (written + pd.to_timedelta(rng.integers(0, 7_200, n), unit="s")).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
-        ),
+        "written_at": zulu(written),
+        "updated_at": zulu(written + pd.to_timedelta(rng.integers(0, 7_200, n), unit="s")),
     })
     kinds = spoil(rng, n, ["no_identifier", "both", "bad_phone", "bad_date"])
     frame.loc[kinds == "no_identifier", ["customer_email", "customer_phone"]] = None
     frame.loc[kinds == "both", "customer_email"] = people["email"][kinds == "both"]
     frame.loc[kinds == "both", "customer_phone"] = people["phone"][kinds == "both"]
     frame.loc[kinds == "bad_phone", "customer_email"] = None
-    frame.loc[kinds == "bad_phone", "customer_phone"] = rng.choice(BAD_PHONES, (kinds == "bad_phone").sum())
-    frame.loc[kinds == "bad_date", "written_at"] = rng.choice(BAD_DATES, (kinds == "bad_date").sum())
+    corrupt(frame, kinds, rng, {
+        "bad_phone": ("customer_phone", BAD_PHONES),
+        "bad_date": ("written_at", BAD_DATES),
+    })
     return frame
 
 
 def write_sqlite(frame: pd.DataFrame, path: Path) -> None:
     path.unlink(missing_ok=True)
-    with sqlite3.connect(path) as connection:
+    rows = [
+        tuple(None if pd.isna(v) else int(v) if isinstance(v, np.integer) else v for v in row)
+        for row in frame.astype(object).itertuples(index=False, name=None)
+    ]
+    connection = sqlite3.connect(path)
+    with connection:
         connection.execute(
             "CREATE TABLE reviews (review_id INTEGER PRIMARY KEY, customer_email TEXT, "
             "customer_phone TEXT, rating INTEGER NOT NULL, title TEXT, written_at TEXT, "
             "updated_at TEXT NOT NULL)"
         )
-        rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
-        connection.executemany("INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               [tuple(int(v) if isinstance(v, np.integer) else v for v in row) for row in rows])
+        connection.executemany("INSERT INTO reviews VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     connection.close()
 
 

@@ -46,7 +46,9 @@ def parquet(path: str | Path, chunk_size: int = 50_000) -> SourceSpec:
     return SourceSpec(type="parquet", path=str(path), chunk_size=chunk_size)
 
 
-def read(source: SourceSpec, columns: list[str], window: Window | None = None) -> list[pd.DataFrame]:
+def read(
+    source: SourceSpec, columns: list[str], window: Window | None = None
+) -> list[pd.DataFrame]:
     return list(open_extractor(source).chunks(columns, window))
 
 
@@ -155,7 +157,8 @@ def test_csv_windows_compare_text_as_text_and_numbers_as_numbers(tmp_path: Path)
     assert ids(Window("version", after=1, until="2")) == ["o-1"]
     assert ids(Window("version", after=np.int64(10))) == []
     # the cursor need not be among the requested columns' survivors: it is read and kept
-    (chunk,) = read(csv(tmp_path / "orders.csv"), ["order_id", "version"], Window("version", after=1))
+    window = Window("version", after=1)
+    (chunk,) = read(csv(tmp_path / "orders.csv"), ["order_id", "version"], window)
     assert chunk.index.tolist() == [1, 2]
 
 
@@ -170,7 +173,9 @@ def test_parquet_files_are_read_with_one_unified_schema(tmp_path: Path) -> None:
     write_parquet(folder / "1.parquet", pa.table({
         "plan": ["basic", None, "pro"],
         "months": pa.array([1, 12, None], pa.int32()),
-        "renewed_at": pa.array([when, when + pd.Timedelta(hours=1), None], pa.timestamp("us", "UTC")),
+        "renewed_at": pa.array(
+            [when, when + pd.Timedelta(hours=1), None], pa.timestamp("us", "UTC")
+        ),
         "amount": pa.array([9.5, 99.0, 19.0]),
     }))
     write_parquet(folder / "2.parquet", pa.table({
@@ -207,7 +212,9 @@ def test_parquet_decimals_become_floats(tmp_path: Path) -> None:
 
 
 def test_parquet_windows_compare_timestamps_as_timestamps(tmp_path: Path) -> None:
-    times = pd.to_datetime(["2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z", None, "2024-05-03T00:00:00Z"])
+    times = pd.to_datetime(
+        ["2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z", None, "2024-05-03T00:00:00Z"]
+    )
     write_parquet(tmp_path / "s.parquet", pa.table({
         "id": ["a", "b", "c", "d"], "updated_at": pa.array(times, pa.timestamp("us", "UTC")),
     }))

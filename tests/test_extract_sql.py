@@ -19,7 +19,8 @@ T0 = dt.datetime(2024, 5, 1, 12, 30)
 ROWS = [
     # name, qty, maybe (nullable int, NULL first), price, seen_at
     {"name": "ann", "qty": 1, "maybe": None, "price": 10.0, "seen_at": T0},
-    {"name": "o'brien", "qty": 2, "maybe": None, "price": 10.25, "seen_at": T0 + dt.timedelta(days=1)},
+    {"name": "o'brien", "qty": 2, "maybe": None, "price": 10.25,
+     "seen_at": T0 + dt.timedelta(days=1)},
     {"name": None, "qty": 3, "maybe": 7, "price": None, "seen_at": T0 + dt.timedelta(days=2)},
     {"name": "zoë", "qty": -4, "maybe": 8, "price": 1e20, "seen_at": None},
     {"name": "bob", "qty": 5, "maybe": None, "price": -0.5, "seen_at": T0 + dt.timedelta(days=3)},
@@ -54,7 +55,9 @@ def load(engine: sa.Engine, table: str) -> None:
 
 
 @pytest.fixture
-def database(request: pytest.FixtureRequest, tmp_path: Path, unique_table: str) -> Iterator[tuple[str, str]]:
+def database(
+    request: pytest.FixtureRequest, tmp_path: Path, unique_table: str
+) -> Iterator[tuple[str, str]]:
     """(url, table) holding the data set, on the server named by the test's parameter."""
     kind = request.param
     if kind in ("sqlite", "duckdb"):
@@ -76,7 +79,9 @@ def source(url: str, query: str, chunk_size: int = 50_000) -> SourceSpec:
     return SourceSpec(type="sql", url=SecretStr(url), query=query, chunk_size=chunk_size)
 
 
-def read(spec: SourceSpec, columns: list[str] = COLUMNS, window: Window | None = None) -> list[pd.DataFrame]:
+def read(
+    spec: SourceSpec, columns: list[str] = COLUMNS, window: Window | None = None
+) -> list[pd.DataFrame]:
     return list(open_extractor(spec).chunks(columns, window))
 
 
@@ -85,7 +90,9 @@ ALL_DATABASES = ["sqlite", "duckdb", "postgres", "mariadb"]
 
 @pytest.mark.parametrize("database", ALL_DATABASES, indirect=True)
 @pytest.mark.parametrize("chunk_size", [1, 3, 50_000])
-def test_every_database_and_chunk_size_gives_the_same_frame(database: tuple[str, str], chunk_size: int) -> None:
+def test_every_database_and_chunk_size_gives_the_same_frame(
+    database: tuple[str, str], chunk_size: int
+) -> None:
     url, table = database
     chunks = read(source(url, f"SELECT * FROM {table} ORDER BY id;", chunk_size))
     assert [len(chunk) for chunk in chunks] == [chunk_size] * (5 // chunk_size) + (
@@ -94,7 +101,10 @@ def test_every_database_and_chunk_size_gives_the_same_frame(database: tuple[str,
     expected = EXPECTED
     if url.startswith("sqlite"):
         # SQLite has no timestamp type: SQLAlchemy stored text, and text it stays
-        stamps = [None if v is None else v.strftime("%Y-%m-%d %H:%M:%S.%f") for v in [r["seen_at"] for r in ROWS]]
+        stamps = [
+            None if row["seen_at"] is None else row["seen_at"].strftime("%Y-%m-%d %H:%M:%S.%f")
+            for row in ROWS
+        ]
         expected = EXPECTED.assign(seen_at=pd.Series(stamps, dtype=object))
     for chunk in chunks:
         pd.testing.assert_series_equal(chunk.dtypes, expected.dtypes)
@@ -119,7 +129,9 @@ def test_the_window_is_pushed_down_as_bound_parameters(database: tuple[str, str]
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
-def test_only_requested_columns_travel_and_the_query_order_is_kept(database: tuple[str, str]) -> None:
+def test_only_requested_columns_travel_and_the_query_order_is_kept(
+    database: tuple[str, str]
+) -> None:
     url, table = database
     spec = source(url, f"SELECT name, qty, id FROM {table} WHERE name LIKE '%b%' ORDER BY id DESC")
     extractor = open_extractor(spec)
@@ -142,7 +154,9 @@ def test_an_unreachable_database_is_named_without_its_password() -> None:
     with pytest.raises(SourceError) as error:
         open_extractor(spec).columns()
     message = str(error.value)
-    assert message.startswith("source.url postgresql+psycopg://etl:***@127.0.0.1:9/warehouse: cannot connect: ")
+    assert message.startswith(
+        "source.url postgresql+psycopg://etl:***@127.0.0.1:9/warehouse: cannot connect: "
+    )
     assert "s3cret-pw" not in message
     assert "\n" not in message
 
@@ -167,7 +181,8 @@ def test_a_column_starting_with_nulls_keeps_one_dtype_in_sqlite(tmp_path: Path) 
 
 def test_timestamps_with_time_zone_arrive_in_utc(postgres_engine: sa.Engine) -> None:
     url = postgres_engine.url.render_as_string(hide_password=False)
-    spec = source(url, "SELECT TIMESTAMPTZ '2024-05-01 12:30:00+02:00' AS at, 1.5::numeric AS amount")
+    query = "SELECT TIMESTAMPTZ '2024-05-01 12:30:00+02:00' AS at, 1.5::numeric AS amount"
+    spec = source(url, query)
     (chunk,) = read(spec, ["at", "amount"])
     assert str(chunk["at"].dtype) == "datetime64[us, UTC]"
     assert chunk["at"].iloc[0] == pd.Timestamp("2024-05-01T10:30:00Z")

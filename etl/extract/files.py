@@ -225,7 +225,7 @@ class CsvExtractor:
 
     @staticmethod
     def _batches(file: Path, options: pacsv.ConvertOptions) -> Iterator[pa.RecordBatch]:
-        """The file's record batches; a ragged row or bad byte becomes a SourceError naming the line."""
+        """The record batches; a ragged row or a bad byte is a SourceError naming its line."""
         try:
             with pacsv.open_csv(file, convert_options=options) as reader:
                 yield from reader
@@ -324,7 +324,8 @@ class ParquetExtractor:
             try:
                 self._schema = pa.unify_schemas(schemas, promote_options="permissive")
             except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise SourceError(f"{self.source.path}: the files' schemas conflict: {exc}") from None
+                problem = f"{self.source.path}: the files' schemas conflict: {exc}"
+                raise SourceError(problem) from None
         return self._schema
 
     def columns(self) -> list[str]:

@@ -241,7 +241,9 @@ def _kind_of_value(value: Any) -> str:
     return "str" if isinstance(value, str) else "object"
 
 
-def _frame(rows: Sequence[Any], columns: list[str], kinds: list[str | None], start: int) -> pd.DataFrame:
+def _frame(
+    rows: Sequence[Any], columns: list[str], kinds: list[str | None], start: int
+) -> pd.DataFrame:
     """One chunk of rows as a frame; `kinds` is filled in as columns reveal their type."""
     index = pd.RangeIndex(start, start + len(rows))
     data = {}
@@ -253,8 +255,9 @@ def _frame(rows: Sequence[Any], columns: list[str], kinds: list[str | None], sta
         try:
             data[name] = _series(values, kinds[position], index)
         except (TypeError, ValueError) as exc:
+            expected = kinds[position]
             raise SourceError(
-                f"source.query: column {name!r} mixes value types ({kinds[position]} expected): {exc}"
+                f"source.query: column {name!r} mixes value types ({expected} expected): {exc}"
             ) from None
     return pd.DataFrame(data, index=index)
 
