@@ -187,3 +187,15 @@ def test_timestamps_with_time_zone_arrive_in_utc(postgres_engine: sa.Engine) -> 
     assert str(chunk["at"].dtype) == "datetime64[us, UTC]"
     assert chunk["at"].iloc[0] == pd.Timestamp("2024-05-01T10:30:00Z")
     assert chunk["amount"].dtype == "float64" and chunk["amount"].iloc[0] == 1.5
+
+
+@pytest.mark.parametrize("database", ALL_DATABASES, indirect=True)
+def test_stopping_early_drops_the_cursor_and_leaves_the_database_usable(
+    database: tuple[str, str]
+) -> None:
+    url, table = database
+    spec = source(url, f"SELECT * FROM {table} ORDER BY id", chunk_size=2)
+    chunks = open_extractor(spec).chunks(["name"], None)
+    assert next(chunks)["name"].tolist() == ["ann", "o'brien"]
+    chunks.close()  # as `--limit` does: the other rows are never read
+    assert [len(chunk) for chunk in read(spec, ["name"])] == [2, 2, 1]

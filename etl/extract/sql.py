@@ -18,9 +18,10 @@ normalised so the same data gives the same frame everywhere:
     SQLite text times      stay text (SQLite has no timestamp type; the validator parses
                            them, and a text watermark compares as text)
 
-A column that is NULL in every row so far and whose type the driver does not name is
-object (all None) until its first value: ids are unaffected, since a null encodes the
-same whatever the dtype.
+A column whose type the driver does not name and that is NULL throughout the first chunk
+is typed by one probing query for its first non-null value; only where even that fails
+(a dialect without LIMIT) is it object (all None) until its first value, which leaves ids
+unchanged, since a null encodes the same whatever the dtype.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class SqlExtractor:
             result = self._execute(streaming, *self.select(connection.dialect, columns, window))
             kinds = [_kind_of_code(connection.dialect.name, entry[1])
                      for entry in result.cursor.description or []]
-            start = 0
+            start, finished = 0, False
             try:
                 for rows in result.partitions(size):
                     if start == 0:
@@ -95,10 +96,14 @@ class SqlExtractor:
                     frame = _frame(rows, columns, kinds, start)
                     start += len(rows)
                     yield frame
+                finished = True
             except sa.exc.SQLAlchemyError as exc:
                 raise SourceError(self._message("reading the query's rows failed", exc)) from None
             finally:
-                result.close()
+                if finished:
+                    result.close()
+                else:
+                    _abandon(result, connection)
 
     def select(
         self, dialect: sa.Dialect, columns: list[str], window: Window | None
@@ -149,8 +154,12 @@ class SqlExtractor:
     def _connection(self) -> Any:
         try:
             engine = sa.create_engine(self._url)
+        except (sa.exc.SQLAlchemyError, ImportError) as exc:
+            raise SourceError(self._message("cannot use this URL", exc)) from None
+        try:
             return _DisposingConnection(engine, engine.connect())
         except (sa.exc.SQLAlchemyError, ImportError) as exc:
+            engine.dispose()
             raise SourceError(self._message("cannot connect", exc)) from None
 
     def _execute(self, connection: sa.Connection, sql: str, params: dict[str, Any]) -> Any:
@@ -179,6 +188,18 @@ class _DisposingConnection:
     def __exit__(self, *exc_info: Any) -> None:
         self.connection.close()
         self.engine.dispose()
+
+
+def _abandon(result: sa.CursorResult, connection: sa.Connection) -> None:
+    """Drop a half-read server-side cursor (--limit, an abort) without reading the rest.
+
+    Closing a PyMySQL streaming cursor reads every remaining row first (a whole table on
+    `--limit 100`); its result is told it is finished and the connection is dropped instead.
+    """
+    unbuffered = getattr(result.cursor, "_result", None)
+    if getattr(unbuffered, "unbuffered_active", False):
+        unbuffered.unbuffered_active = False
+    connection.invalidate()
 
 
 def _password(url: str) -> str | None:
