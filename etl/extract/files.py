@@ -71,7 +71,7 @@ def _column(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
     if pa.types.is_dictionary(kind):
         values = values.cast(kind.value_type)
         kind = kind.value_type
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind):
+    if _is_text(kind) or pa.types.is_null(kind):
         # dtype=object explicitly: pandas 3 would otherwise infer its `str` dtype
         return pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
     if pa.types.is_integer(kind):
@@ -82,6 +82,11 @@ def _column(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
         return pd.Series(values.cast(pa.float64()).to_numpy(), index=index, dtype="float64")
     return values.to_pandas().set_axis(index)
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return any(test(kind) for test in (pa.types.is_string, pa.types.is_large_string,
+                                       pa.types.is_string_view))
 
 
 # -- the incremental window --------------------------------------------------------------
@@ -156,7 +161,11 @@ def _frames(
 ) -> Iterator[pd.DataFrame]:
     start = 0
     for table in rebatch(tables, size):
-        frame = apply_window(to_frame(table, start), window)
+        try:
+            frame = to_frame(table, start)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # e.g. uint64 > int64
+            raise SourceError(f"source: a column cannot be converted to pandas: {exc}") from None
+        frame = apply_window(frame, window)
         start += table.num_rows
         if len(frame):
             yield frame[columns] if len(frame.columns) != len(columns) else frame
