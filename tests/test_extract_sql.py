@@ -199,3 +199,9 @@ def test_stopping_early_drops_the_cursor_and_leaves_the_database_usable(
     assert next(chunks)["name"].tolist() == ["ann", "o'brien"]
     chunks.close()  # as `--limit` does: the other rows are never read
     assert [len(chunk) for chunk in read(spec, ["name"])] == [2, 2, 1]
+
+
+def test_a_query_file_with_comments_and_a_semicolon_is_wrapped_safely(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    query = "-- all of it\nSELECT 1 AS a, 'x' AS b -- the only row\n;\n"
+    assert [chunk.iloc[0].tolist() for chunk in read(source(url, query), ["b", "a"])] == [["x", 1]]

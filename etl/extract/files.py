@@ -21,14 +21,12 @@ from __future__ import annotations
 import csv
 import glob
 import os
-import re
 from collections.abc import Iterable, Iterator
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -123,6 +121,8 @@ def _bound(value: Any, dtype: Any, values: pd.Series) -> Any:
         return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
     if pd.api.types.is_bool_dtype(dtype):
         return value if isinstance(value, bool) else str(value).lower() == "true"
+    if isinstance(value, str) and pd.api.types.is_integer_dtype(dtype) and value.isdigit():
+        return int(value)  # exact beyond 2**53, where a float would round
     if pd.api.types.is_numeric_dtype(dtype):
         return float(value) if isinstance(value, (str, Decimal)) else value
     sample = values.iloc[0] if len(values) else None

@@ -74,7 +74,7 @@ class SqlExtractor:
     def columns(self) -> list[str]:
         """The query's column names, from a zero-row query."""
         with self._connection() as connection:
-            sql = f"SELECT * FROM ({_escape(self.query)}) AS src WHERE 1=0"
+            sql = f"SELECT * FROM {self._wrapped()} WHERE 1=0"
             result = self._execute(connection, sql, {})
             names = list(result.keys())
             result.close()
@@ -111,7 +111,7 @@ class SqlExtractor:
         """The wrapped query and its bound parameters."""
         quote = dialect.identifier_preparer.quote
         projection = ", ".join(f"src.{quote(name)}" for name in columns)
-        sql = f"SELECT {projection} FROM ({_escape(self.query)}) AS src"
+        sql = f"SELECT {projection} FROM {self._wrapped()}"
         conditions, params = [], {}
         if window is not None:
             cursor = f"src.{quote(window.cursor)}"
@@ -143,12 +143,17 @@ class SqlExtractor:
 
     def _first_value(self, connection: sa.Connection, column: str) -> Any:
         name = f"src.{connection.dialect.identifier_preparer.quote(column)}"
-        sql = f"SELECT {name} FROM ({_escape(self.query)}) AS src WHERE {name} IS NOT NULL LIMIT 1"
+        sql = f"SELECT {name} FROM {self._wrapped()} WHERE {name} IS NOT NULL LIMIT 1"
         try:
             with connection.engine.connect() as probe:
                 return probe.execute(sa.text(sql)).scalar()
         except sa.exc.SQLAlchemyError:  # a dialect without LIMIT: decide at the first value
             return None
+
+    def _wrapped(self) -> str:
+        """The user's query as the derived table `src`; on its own lines, so a trailing
+        `-- comment` in it cannot swallow the wrapper."""
+        return f"(\n{_escape(self.query)}\n) AS src"
 
     # -- connections and errors ----------------------------------------------------------
     def _connection(self) -> Any:
