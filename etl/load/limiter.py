@@ -31,6 +31,9 @@ from collections.abc import Awaitable, Callable
 MARGIN_S = 0.010
 #: How much of a late wake-up still counts as on time (keeps the pace from drifting low).
 SLACK_S = 0.005
+#: A slot this close is taken at once: a shorter sleep only costs a turn of the event loop,
+#: which at high rates would serialise every worker behind the lock.
+EARLY_S = 0.001
 #: The lowest pace AIMD may fall to, requests/s.
 FLOOR_RATE = 0.2
 #: Multiplicative decrease on a 429 (at most once per DECREASE_EVERY_S).
@@ -77,7 +80,7 @@ class Limiter:
             while True:
                 now = self._clock()
                 slot = self._next_slot()
-                if slot <= now:
+                if slot <= now + EARLY_S:
                     break
                 # The part of this wait spent inside a pause is the API's doing, not ours.
                 in_pause = max(0.0, min(slot, self._paused_until) - now)

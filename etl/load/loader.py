@@ -14,6 +14,7 @@ authenticate, or whose events keep failing, stops every worker and raises.
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -35,6 +36,7 @@ from etl.load.retry import (
     throttle_reset,
     transport_error,
 )
+from etl.load.transport import KeepAliveTransport
 
 #: Consecutive failed outcomes after which the API is taken to be down (SPEC §2, exit 3).
 MAX_CONSECUTIVE_FAILURES = 50
@@ -155,6 +157,20 @@ def _access_token(response: httpx.Response) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
+def _own_client(destination: Destination) -> httpx.AsyncClient:
+    """A client with a keep-alive pool of `concurrency` connections.
+
+    The lean transport unless a proxy is configured for the API's URL (it does not
+    speak to proxies; httpx's own transport does, at about half the speed).
+    """
+    pool, timeout = destination.concurrency, destination.timeout
+    url = httpx.URL(destination.base_url)
+    if urllib.request.getproxies().get(url.scheme) and not urllib.request.proxy_bypass(url.host):
+        limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+        return httpx.AsyncClient(limits=limits, timeout=timeout)
+    return httpx.AsyncClient(transport=KeepAliveTransport(pool, timeout), timeout=timeout)
+
+
 class Loader:
     """Posts events to one store: shared limiter, retries, token renewal, abort on the hopeless.
 
@@ -171,16 +187,10 @@ class Loader:
         self.destination = destination
         self.stats = stats if stats is not None else LoadStats()
         self._own_client = client is None
-        if client is None:
-            pool = destination.concurrency
-            client = httpx.AsyncClient(
-                limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-                timeout=destination.timeout,
-            )
-        self._client = client
+        self._client = client or _own_client(destination)
         self._url = httpx.URL(destination.events_url)
         self._limiter = Limiter(destination.rate_limit)
-        self._credentials = _Credentials(destination, client, self.stats)
+        self._credentials = _Credentials(destination, self._client, self.stats)
         self._failed_in_a_row = 0
 
     async def __aenter__(self) -> Loader:
