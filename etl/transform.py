@@ -172,14 +172,28 @@ def _utc_strings(values: pd.Series) -> arrow.Array:
     return _join(text, "Z")
 
 
+#: Pieces concatenated element-wise: Arrow text arrays (null = missing) and constants.
+Parts = list[arrow.Array | str]
+
+
 def _join(*parts: arrow.Array | str) -> arrow.Array:
-    """Element-wise concatenation of arrays and constant strings (null if any part is)."""
-    return pc.binary_join_element_wise(*(arrow.scalar(p, _TEXT) if isinstance(p, str) else p for p in parts),
-                                       arrow.scalar("", _TEXT))
+    """Element-wise concatenation of arrays and constants (null where any array is null)."""
+    merged: Parts = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
+    scalars = (arrow.scalar(p, _TEXT) if isinstance(p, str) else p for p in merged)
+    return pc.binary_join_element_wise(*scalars, arrow.scalar("", _TEXT))
 
 
 def _from_python(texts: list[str | None]) -> arrow.Array:
     return arrow.array(texts, type=_TEXT)
+
+
+def _has_nulls(parts: Parts) -> bool:
+    return any(isinstance(p, arrow.Array) and p.null_count for p in parts)
 
 
 # -- id key encoding -------------------------------------------------------------------------
@@ -202,9 +216,12 @@ def _key_column(values: pd.Series) -> arrow.Array:
 
 
 def _uuid_texts(names: arrow.Array) -> arrow.Array:
-    """uuid5(NAMESPACE, name) of every name, formatted column-wise."""
+    """uuid5(NAMESPACE, name) of every name (canonical text), formatted column-wise."""
     rows = len(names)
-    digests = b"".join([hashlib.sha1(_NS + name).digest() for name in names.cast(arrow.large_binary()).to_pylist()])
+    binary = arrow.large_binary()
+    named = pc.binary_join_element_wise(arrow.scalar(_NS, binary), names.cast(binary), arrow.scalar(b"", binary))
+    sha1 = hashlib.sha1
+    digests = b"".join([sha1(name).digest() for name in named.to_pylist()])
     raw = np.frombuffer(digests, dtype=np.uint8).reshape(rows, 20)[:, :16].copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
@@ -215,45 +232,64 @@ def _uuid_texts(names: arrow.Array) -> arrow.Array:
     return arrow.Array.from_buffers(_TEXT, rows, [None, arrow.py_buffer(offsets), arrow.py_buffer(text)])
 
 
-# -- JSON fragments --------------------------------------------------------------------------
-def _json_strings(array: arrow.Array) -> arrow.Array:
-    """JSON string literals; values with quotes, backslashes or control characters via orjson."""
-    quoted = _join('"', array, '"')
+# -- JSON ------------------------------------------------------------------------------------
+def _escaped(array: arrow.Array) -> arrow.Array:
+    """The inside of JSON string literals: values with quotes, backslashes or control
+    characters escaped by orjson, every other value as it is."""
     escape = pc.fill_null(pc.match_substring_regex(array, _NEEDS_ESCAPE), False)
     if not pc.any(escape).as_py():
-        return quoted
-    escaped = [orjson.dumps(v).decode() for v in array.filter(escape).to_pylist()]
-    return pc.replace_with_mask(quoted, escape, _from_python(escaped))
+        return array
+    inner = [orjson.dumps(v).decode()[1:-1] for v in array.filter(escape).to_pylist()]
+    return pc.replace_with_mask(array, escape, _from_python(inner))
 
 
-def _json_values(values: pd.Series) -> arrow.Array:
-    """Every value of a column as JSON text (null where the value is missing)."""
+def _json(values: pd.Series) -> Parts:
+    """Parts spelling every value of a column as JSON (arrays null where the value is missing)."""
     if _is_time(values):
-        return _join('"', _utc_strings(values), '"')
+        return ['"', _utc_strings(values), '"']
     array = _typed(values)
     if array is None:
         natives = (_native(v) for v in values.astype(object).tolist())
-        return _from_python([None if v is None else orjson.dumps(v).decode() for v in natives])
+        return [_from_python([None if v is None else orjson.dumps(v).decode() for v in natives])]
     kind = array.type
     if arrow.types.is_boolean(kind):
-        return pc.if_else(array, arrow.scalar("true", _TEXT), arrow.scalar("false", _TEXT))
+        return [pc.if_else(array, arrow.scalar("true", _TEXT), arrow.scalar("false", _TEXT))]
     if arrow.types.is_integer(kind):
-        return array.cast(_TEXT)
+        return [array.cast(_TEXT)]
     if arrow.types.is_floating(kind):
-        text = array.cast(_TEXT)  # shortest round-trip digits; whole numbers lack ".0"
-        return pc.if_else(pc.match_substring_regex(text, r"^-?\d+$"), _join(text, ".0"), text)
-    return _json_strings(array)
+        text = array.cast(_TEXT)  # shortest round-trip digits, but "1" for 1.0 (not "1e+16")
+        numbers = array.to_numpy(zero_copy_only=False)
+        if not (np.isfinite(numbers) & (numbers == np.trunc(numbers))).any():
+            return [text]
+        return [pc.if_else(pc.match_substring_regex(text, r"^-?\d+$"), _join(text, ".0"), text)]
+    return ['"', _escaped(array), '"']
 
 
-def _object(fields: dict[str, arrow.Array], rows: int) -> arrow.Array:
-    """A JSON object per row of the fields present in it; null where none is (omitted)."""
+def _object(fields: dict[str, Parts]) -> Parts | None:
+    """Parts spelling a JSON object per row of the fields present in that row; a single
+    array, null where no field is present, when some are missing; None if none ever is."""
+    fields = {n: p for n, p in fields.items() if not any(isinstance(a, arrow.Array) and a.null_count == len(a)
+                                                          for a in p)}
     if not fields:
-        return arrow.nulls(rows, _TEXT)
+        return None
+    if not any(_has_nulls(p) for p in fields.values()):
+        parts: Parts = ["{"]
+        for number, (name, value) in enumerate(fields.items()):
+            parts += [("," if number else "") + f'"{name}":', *value]
+        return [*parts, "}"]
     # Missing pairs become "" (null_handling="skip" drops all-null rows in Arrow 26).
-    pairs = [pc.fill_null(_join(f',"{name}":', values), "") for name, values in fields.items()]
-    joined = _join(*pairs)
-    members = pc.utf8_slice_codeunits(joined, 1)  # without the first comma
-    return pc.if_else(pc.equal(members, ""), arrow.scalar(None, _TEXT), _join("{", members, "}"))
+    pairs = [pc.fill_null(_join(f',"{name}":', *value), "") for name, value in fields.items()]
+    members = pc.utf8_slice_codeunits(_join(*pairs), 1)  # without the first comma
+    return [pc.if_else(pc.equal(members, ""), arrow.scalar(None, _TEXT), _join("{", members, "}"))]
+
+
+def _member(name: str, value: Parts | None) -> Parts:
+    """`,"name":value`, left out where (or wherever) the value is missing."""
+    if value is None:
+        return []
+    if _has_nulls(value):
+        return [pc.fill_null(_join(f',"{name}":', *value), "")]
+    return [f',"{name}":', *value]
 
 
 class Transformer:
@@ -265,35 +301,39 @@ class Transformer:
         self.cursor = cursor
         self.identifiers = event.customer.identifier_columns()
 
-    def _ids(self, valid: pd.DataFrame) -> arrow.Array:
+    def _ids(self, valid: pd.DataFrame) -> tuple[arrow.Array, Parts]:
+        """Every row's id, and its JSON parts."""
         if self.event.id.column:
-            return arrow.array(valid[self.event.id.column], type=_TEXT, from_pandas=True)
-        parts = [_encode(self.store_id).decode()]
+            ids = arrow.array(valid[self.event.id.column], type=_TEXT, from_pandas=True)
+            return ids, ['"', _escaped(ids), '"']
+        parts: Parts = [_encode(self.store_id).decode()]
         parts += [_name_key(spec, valid) for spec in (self.event.source, self.event.event_name)]
         parts += [_key_column(valid[column]) for column in self.event.id_key_columns()]
-        return _uuid_texts(_join(*parts))
+        ids = _uuid_texts(_join(*parts))
+        return ids, ['"', ids, '"']
 
     def to_events(self, valid: pd.DataFrame) -> list[Event]:
         """One Event per row of `valid`, in row order."""
-        rows = len(valid)
-        if not rows:
+        if not len(valid):
             return []
         event = self.event
-        ids = self._ids(valid)
-        columns = {n: _json_values(valid[c]) for n, c in self.identifiers.items()}
-        columns[wire.PROPERTIES] = _object(
-            {n: _json_values(valid[c]) for n, c in event.customer.properties.items()}, rows
+        ids, id_json = self._ids(valid)
+        customer = {n: _json(valid[c]) for n, c in self.identifiers.items()}
+        customer_properties = _object({n: _json(valid[c]) for n, c in event.customer.properties.items()})
+        if customer_properties is not None:
+            customer[wire.PROPERTIES] = customer_properties
+        body = _join(
+            f'{{"{wire.SOURCE}":', *_name_json(event.source, valid),
+            f',"{wire.EVENT_NAME}":', *_name_json(event.event_name, valid),
+            f',"{wire.OCCURRED_AT}":', *_json(valid[event.occurred_at]),
+            f',"{wire.ID}":', *id_json,
+            f',"{wire.CUSTOMER}":', *(_object(customer) or ["{}"]),
+            *_member(wire.PROPERTIES, _object({n: _json(valid[c]) for n, c in event.properties.items()})),
+            "}",
         )
-        properties = _object({n: _json_values(valid[c]) for n, c in event.properties.items()}, rows)
-        bodies = _join(
-            f'{{"{wire.SOURCE}":', _name_json(event.source, valid),
-            f',"{wire.EVENT_NAME}":', _name_json(event.event_name, valid),
-            f',"{wire.OCCURRED_AT}":', _json_values(valid[event.occurred_at]),
-            f',"{wire.ID}":', _json_strings(ids),
-            f',"{wire.CUSTOMER}":', pc.fill_null(_object(columns, rows), "{}"),
-            pc.fill_null(_join(f',"{wire.PROPERTIES}":', properties), ""), "}",
-        ).cast(arrow.large_binary()).to_pylist()
-        hashes = [hashlib.blake2b(body, digest_size=16).hexdigest() for body in bodies]
+        bodies = body.cast(arrow.large_binary()).to_pylist()
+        blake2b = hashlib.blake2b
+        hashes = [blake2b(data, digest_size=16).hexdigest() for data in bodies]
         cursors = _cursor_values(valid[self.cursor]) if self.cursor else repeat(None)
         return list(map(Event, ids.to_pylist(), bodies, hashes, cursors))
 
@@ -305,11 +345,11 @@ def _name_key(spec: str | ColumnRef, valid: pd.DataFrame) -> arrow.Array | str:
     return _encode(snake_case(spec)).decode()
 
 
-def _name_json(spec: str | ColumnRef, valid: pd.DataFrame) -> arrow.Array | str:
+def _name_json(spec: str | ColumnRef, valid: pd.DataFrame) -> Parts:
     """The JSON of a normalised source/event_name (a constant or a column)."""
     if isinstance(spec, ColumnRef):
-        return _json_values(valid[spec.column])
-    return orjson.dumps(snake_case(spec)).decode()
+        return _json(valid[spec.column])
+    return [orjson.dumps(snake_case(spec)).decode()]
 
 
 def _cursor_values(values: pd.Series) -> list[Any]:

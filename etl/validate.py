@@ -73,9 +73,14 @@ _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _E164_PLAIN = r"^\+[1-9]\d{7,14}$"
 _ATOM = r"[A-Za-z0-9_+-]+"
 _LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
-_PLAIN_EMAIL = rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$"
+_DOMAIN = rf"@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$"
+_PLAIN_EMAIL = rf"^{_ATOM}(?:\.{_ATOM})*{_DOMAIN}"
+_LOWER_ATOM = r"[a-z0-9_+-]+"
+_PLAIN_EMAIL_LOWER_LOCAL = rf"^{_LOWER_ATOM}(?:\.{_LOWER_ATOM})*{_DOMAIN}"
 _PLAIN_EMAIL_MAX = 64
 _SPECIAL_DOMAIN = r"\.(?:" + "|".join(email_validator.SPECIAL_USE_DOMAIN_NAMES) + r")$"
+
+_TEXT = arrow.large_string()
 
 #: Failing row positions -> one sentence per row.
 Reasons = Callable[[np.ndarray], pd.Series]
@@ -147,8 +152,8 @@ def _name_check(field: str, spec: str | ColumnRef, chunk: pd.DataFrame) -> tuple
     if not isinstance(spec, ColumnRef):
         normal = snake_case(spec)
         ok = re.fullmatch(SNAKE, normal) is not None and len(normal) <= MAX_LENGTH
-        constant = pd.Series([spec] * len(chunk), dtype="string")
-        return None, _Check(np.full(len(chunk), ok), _sentences(template, constant))
+        reason = template.replace("{}", f"'{spec}'")
+        return None, _Check(np.full(len(chunk), ok), lambda positions: pd.Series([reason] * len(positions)))
     raw = chunk[spec.column]
     names = _per_distinct(raw.astype("string"), snake_case).astype("string")
     ok = _mask(names.str.fullmatch(SNAKE) & names.str.len().le(MAX_LENGTH))
@@ -273,21 +278,31 @@ def _phone(value: str, region: str | None) -> str | None:
 
 
 def _plain_emails(text: pd.Series) -> pd.Series:
-    """Addresses the fast path settles, normalised (domain lower-cased); NA elsewhere."""
-    plain = _mask(
-        text.str.fullmatch(_PLAIN_EMAIL)
-        & text.str.len().le(_PLAIN_EMAIL_MAX)
-        & ~text.str.contains(_SPECIAL_DOMAIN, case=False, regex=True)
+    """Addresses the fast path settles, normalised (domain lower-cased); NA elsewhere.
+
+    Most addresses have a lower-case local part: lower-casing them whole is the answer.
+    The others are split at "@" (they are few, so the slower kernels run on few rows)."""
+    texts = arrow.array(text, type=_TEXT, from_pandas=True)
+    lowered = pc.ascii_lower(texts)
+    usable = pc.and_(
+        pc.less_equal(pc.utf8_length(texts), _PLAIN_EMAIL_MAX),
+        pc.invert(pc.match_substring_regex(lowered, _SPECIAL_DOMAIN)),
     )
-    result = pd.Series(pd.NA, index=text.index, dtype="string")
-    if plain.any():
-        parts = pc.split_pattern(arrow.array(text[plain], type=arrow.large_string()), "@", max_splits=1)
+    whole = pc.fill_null(pc.and_(pc.match_substring_regex(texts, _PLAIN_EMAIL_LOWER_LOCAL), usable), False)
+    result = pc.if_else(whole, lowered, arrow.scalar(None, _TEXT))
+    rest = pc.invert(whole)
+    mixed = pc.fill_null(pc.and_(pc.match_substring_regex(texts.filter(rest), _PLAIN_EMAIL), usable.filter(rest)),
+                         False)
+    if pc.any(mixed).as_py():
+        parts = pc.split_pattern(texts.filter(rest).filter(mixed), "@", max_splits=1)
         joined = pc.binary_join_element_wise(
-            pc.list_element(parts, 0), pc.utf8_lower(pc.list_element(parts, 1)),
-            arrow.scalar("@", arrow.large_string()),
+            pc.list_element(parts, 0), pc.ascii_lower(pc.list_element(parts, 1)), arrow.scalar("@", _TEXT)
         )
-        result[plain] = pd.array(joined, dtype="string")
-    return result
+        positions = np.flatnonzero(rest.to_numpy(zero_copy_only=False))[mixed.to_numpy(zero_copy_only=False)]
+        chosen = np.zeros(len(texts), dtype=bool)
+        chosen[positions] = True
+        result = pc.replace_with_mask(result, arrow.array(chosen), joined)
+    return _series(result, text.index).astype("string")
 
 
 _NESTED = (list, dict, tuple, set, np.ndarray)
@@ -381,7 +396,10 @@ class Validator:
     def _identity(self, chunk: pd.DataFrame, normal: dict[str, pd.Series], checks: dict[str, _Check]) -> None:
         rows = len(chunk)
         none = np.zeros(rows, dtype=bool)
-        have = {name: _present(chunk[column]).to_numpy(dtype=bool) for name, column in self.identifiers.items()}
+        texts = {n: _text(chunk[c]) for n, c in self.identifiers.items() if n != "external_id"}
+        have = {n: text.notna().to_numpy() for n, text in texts.items()}
+        if "external_id" in self.identifiers:
+            have["external_id"] = _present(chunk[self.identifiers["external_id"]]).to_numpy(dtype=bool)
         ext, email, phone = (have.get(n, none) for n in ("external_id", "email", "phone_number"))
         both = ~ext & email & phone
 
@@ -400,11 +418,11 @@ class Validator:
             normal[column] = text
             checks["external_id"] = _Check(
                 _mask(ok & text.str.len().le(MAX_LENGTH).fillna(True)),
-                _sentences("external_id {} is not a string of at most 255 characters", chunk[column].astype(str)),
+                _sentences("external_id {} is not a string of at most 255 characters", chunk[column]),
             )
         if "phone_number" in self.identifiers:
             column = self.identifiers["phone_number"]
-            text = _text(chunk[column])
+            text = texts["phone_number"]
             plain = _mask(text.str.fullmatch(_E164_PLAIN))
             region = self.event.customer.default_region
             e164 = text.where(plain)
@@ -417,7 +435,7 @@ class Validator:
             )
         if "email" in self.identifiers:
             column = self.identifiers["email"]
-            normal[column], checks["email"] = self._email(_text(chunk[column]))
+            normal[column], checks["email"] = self._email(texts["email"])
 
     @staticmethod
     def _email(text: pd.Series) -> tuple[pd.Series, _Check]:
@@ -432,22 +450,28 @@ class Validator:
         return address, _Check(why.isna().to_numpy(), lambda p: quoted(p) + why.iloc[p].reset_index(drop=True))
 
     def _properties(self, chunk: pd.DataFrame) -> _Check:
-        problems = []
+        problems: dict[str, pd.Series] = {}
         for name, column in self.properties.items():
             values = chunk[column]
             if values.dtype == object:
                 found = values.map(_property_problem, na_action="ignore")
             elif pd.api.types.is_float_dtype(values.dtype):
-                found = pd.Series(np.where(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)),
-                                           "is not a finite number", None), index=values.index)
+                infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+                found = pd.Series(np.where(infinite, "is not a finite number", None), index=values.index)
             else:
                 continue
-            problems.append(f"property {name!r} " + found.astype("string"))
+            if found.notna().any():
+                problems[name] = found
         if not problems:
-            return _Check(np.ones(len(chunk), dtype=bool), lambda p: pd.Series([], dtype="string"))
-        table = pd.concat(problems, axis=1).astype(object)
+            return _Check(np.ones(len(chunk), dtype=bool), lambda p: pd.Series([], dtype=object))
+        table = pd.DataFrame({f"property {name!r} ": found.to_numpy() for name, found in problems.items()})
         ok = table.isna().all(axis=1).to_numpy()
-        return _Check(ok, lambda p: table.iloc[p].apply(lambda row: "; ".join(row.dropna()), axis=1))
+
+        def reasons(positions: np.ndarray) -> pd.Series:
+            rows = table.iloc[positions]
+            return pd.Series(["; ".join(p + v for p, v in row.dropna().items()) for _, row in rows.iterrows()])
+
+        return _Check(ok, reasons)
 
     def _id_column(self, chunk: pd.DataFrame, normal: dict[str, pd.Series]) -> _Check:
         column = self.event.id.column
