@@ -228,3 +228,11 @@ def test_parquet_windows_compare_timestamps_as_timestamps(tmp_path: Path) -> Non
     assert ids(Window("updated_at", after="2024-05-01T02:00:00+02:00")) == ["b", "d"]
     assert ids(Window("updated_at", after="2024-05-01", until="2024-05-02")) == ["b"]
     assert ids(Window("updated_at", until="2024-05-01T00:00:00Z")) == ["a", "c"]  # null kept
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path) -> None:
+    (tmp_path / "excel.csv").write_bytes("\ufefforder_id,total\no-0,1.5\n".encode())
+    extractor = open_extractor(csv(tmp_path / "excel.csv"))
+    assert extractor.columns() == ["order_id", "total"]
+    (chunk,) = extractor.chunks(["order_id", "total"], None)
+    assert chunk.to_dict("list") == {"order_id": ["o-0"], "total": [1.5]}

@@ -205,3 +205,40 @@ def test_a_query_file_with_comments_and_a_semicolon_is_wrapped_safely(tmp_path: 
     url = f"sqlite:///{tmp_path / 'x.sqlite'}"
     query = "-- all of it\nSELECT 1 AS a, 'x' AS b -- the only row\n;\n"
     assert [chunk.iloc[0].tolist() for chunk in read(source(url, query), ["b", "a"])] == [["x", 1]]
+
+
+def test_a_relative_sqlite_url_resolves_against_the_pipeline_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from etl.definition import parse_pipeline
+    from etl.errors import DefinitionError
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "pipelines").mkdir()
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'data' / 'shop.sqlite'}")
+    load(engine, "orders")
+    engine.dispose()
+    file = tmp_path / "pipelines" / "p.yaml"
+
+    def write(url: str) -> None:
+        file.write_text(
+            "name: p\n"
+            f"source: {{type: sql, url: '{url}', query: SELECT * FROM orders}}\n"
+            "event: {source: s, event_name: e, occurred_at: seen_at, customer: {email: name}}\n"
+            "destination: {store_id: s, token: t}\n"
+        )
+
+    write("sqlite:///../data/shop.sqlite")
+    monkeypatch.chdir("/")
+    pipeline = parse_pipeline(file)
+    resolved = tmp_path / "pipelines" / "../data/shop.sqlite"
+    assert pipeline.source.url.get_secret_value() == f"sqlite:///{resolved}"
+    assert [len(chunk) for chunk in read(pipeline.source, ["name"])] == [5]
+
+    write("sqlite:///../data/typo.sqlite")
+    with pytest.raises(DefinitionError) as error:
+        parse_pipeline(file)
+    assert error.value.problems == [
+        ("source.url", f"no database file at {tmp_path / 'pipelines' / '../data/typo.sqlite'}")
+    ]
+    assert not (tmp_path / "data" / "typo.sqlite").exists()  # no empty database left behind
