@@ -51,9 +51,10 @@ from etl.validate import snake_case
 NAMESPACE = uuid.UUID("6f0d3a52-6c1e-5a4b-9d2e-3b7c1e0f4a11")
 _NS = NAMESPACE.bytes
 _TEXT = arrow.large_string()
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-#: Where the 32 hex digits of a UUID go in its 36-character text form.
-_UUID_DIGITS = np.array([*range(0, 8), *range(9, 13), *range(14, 18), *range(19, 23), *range(24, 36)])
+#: (first digit, end digit, position) of the five groups of a UUID's 32 hex digits in its text.
+_UUID_GROUPS = ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24))
+#: Microseconds per tick of each datetime unit (as a fraction for sub-microsecond units).
+_MICROS = {"s": (1_000_000, 1), "ms": (1_000, 1), "us": (1, 1), "ns": (1, 1_000)}
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
@@ -159,11 +160,10 @@ def _typed(values: pd.Series) -> arrow.Array | None:
 
 def _utc_strings(values: pd.Series) -> arrow.Array:
     """A datetime column as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` text (null for NaT), like `_utc_text`."""
-    if isinstance(values.dtype, pd.DatetimeTZDtype):
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    micros = values.to_numpy(dtype="datetime64[us]").view(np.int64)
-    seconds, fraction = np.divmod(micros, 1_000_000)
-    missing = values.isna().to_numpy()
+    times = pd.DatetimeIndex(values)  # aware or naive, its int64 ticks count from the UTC epoch
+    multiply, divide = _MICROS[times.unit]
+    seconds, fraction = np.divmod(times.asi8 * multiply // divide, 1_000_000)
+    missing = times.isna()
     stamp = arrow.array(seconds.astype("datetime64[s]"), mask=missing)
     text = pc.utf8_replace_slice(stamp.cast(arrow.string()).cast(_TEXT), 10, 11, "T")
     if fraction.any():
@@ -225,9 +225,10 @@ def _uuid_texts(names: arrow.Array) -> arrow.Array:
     raw = np.frombuffer(digests, dtype=np.uint8).reshape(rows, 20)[:, :16].copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    digits = np.frombuffer(raw.tobytes().hex().encode("ascii"), dtype=np.uint8).reshape(rows, 32)
     text = np.full((rows, 36), ord("-"), dtype=np.uint8)
-    text[:, _UUID_DIGITS[0::2]] = _HEX[raw >> 4]
-    text[:, _UUID_DIGITS[1::2]] = _HEX[raw & 0x0F]
+    for start, stop, at in _UUID_GROUPS:
+        text[:, at:at + stop - start] = digits[:, start:stop]
     offsets = np.arange(0, 36 * (rows + 1), 36, dtype=np.int64)
     return arrow.Array.from_buffers(_TEXT, rows, [None, arrow.py_buffer(offsets), arrow.py_buffer(text)])
 
