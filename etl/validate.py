@@ -67,7 +67,8 @@ RULES = (
 MAX_LENGTH = 255
 SNAKE = r"^[a-z0-9]+(_[a-z0-9]+)*$"
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_OFFSET = r"(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
+#: An offset after a time ("2024-03-01" ends in "-01", which is not one).
+_AWARE = r"^\d{4}-\d{2}-\d{2}[T ].*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 _ISO_START = r"^\d{4}-\d{2}-\d{2}(?:$|[T ])"
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _E164_PLAIN = r"^\+[1-9]\d{7,14}$"
@@ -204,7 +205,7 @@ def _parse_each(raw: pd.Series, timezone: str) -> pd.Series:
     text = raw.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v, na_action="ignore")
     text = text.where(text.map(type, na_action="ignore").eq(str)).astype("string").str.strip()
     iso = text.str.contains(_ISO_START, regex=True).fillna(False)
-    aware = iso & text.str.contains(_OFFSET, regex=True).fillna(False)
+    aware = iso & text.str.contains(_AWARE, regex=True).fillna(False)
     naive = iso & ~aware
     if aware.any():
         parsed = pd.to_datetime(text[aware], format="ISO8601", utc=True, errors="coerce")

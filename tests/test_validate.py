@@ -56,3 +56,144 @@ def test_normalise(change: dict, column: str, expected: str) -> None:
     split = Validator(EVENT).split(pd.DataFrame([{**GOOD, **change}]))
     assert split.rejects.empty
     assert split.valid[column].tolist() == [expected]
+
+
+LONG = "x" * 256
+
+
+@pytest.mark.parametrize(
+    ("change", "rule", "reason"),
+    [
+        ({"name": LONG}, "event_name", f"event_name '{LONG}' is not a snake_case name of at most 255 characters"),
+        ({"cid": "c" * 256}, "external_id", f"external_id '{'c' * 256}' is not a string of at most 255 characters"),
+        ({"ts": None}, "occurred_at", "occurred_at '' is not an ISO 8601 timestamp"),
+        ({"ts": "2024-02-30"}, "occurred_at", "occurred_at '2024-02-30' is not an ISO 8601 timestamp"),
+        ({"n": [1, 2]}, "properties", "property 'n' is a nested list or object"),
+        ({"n": float("inf")}, "properties", "property 'n' is not a finite number"),
+        ({"email": "a@b.test"}, "email",
+         "email 'a@b.test' is not a valid address: "
+         "The part after the @-sign is a special-use or reserved name that cannot be used with email"),
+        ({"name": "Order--Shipped", "ts": "soon"}, "event_name",
+         "event_name 'Order--Shipped' is not a snake_case name of at most 255 characters; "
+         "occurred_at 'soon' is not an ISO 8601 timestamp"),
+    ],
+    ids=["long-name", "long-external-id", "none-time", "impossible-date", "list", "inf", "special-domain",
+         "two-rules"],
+)
+def test_reject_more(change: dict, rule: str, reason: str) -> None:
+    test_reject(change, rule, reason)
+
+
+def test_reject_keeps_original_row_and_columns() -> None:
+    chunk = pd.DataFrame([GOOD, {**GOOD, "email": " Bad@ ", "name": "Order Shipped"}], index=[10, 11])
+    split = Validator(EVENT).split(chunk)
+    assert list(split.valid.index) == [10]
+    assert list(split.rejects.columns) == [*chunk.columns, REJECT_RULE, REJECT_REASON]
+    assert split.rejects.loc[11, "email"] == " Bad@ "
+    assert split.rejects.loc[11, "name"] == "Order Shipped"
+
+
+def test_constant_source_too_long_rejects_every_row() -> None:
+    event = EVENT.model_copy(update={"source": LONG})
+    split = Validator(event).split(pd.DataFrame([GOOD, GOOD]))
+    assert split.valid.empty
+    assert split.rejects[REJECT_REASON].tolist() == [
+        f"source '{LONG}' is not a snake_case name of at most 255 characters"
+    ] * 2
+
+
+def test_nat_in_datetime_column_is_rejected() -> None:
+    chunk = pd.DataFrame([GOOD, GOOD]).assign(ts=pd.to_datetime(["2024-03-01T12:30:00Z", None], utc=True))
+    split = Validator(EVENT).split(chunk)
+    assert list(split.valid.index) == [0]
+    assert split.rejects[REJECT_REASON].tolist() == ["occurred_at '' is not an ISO 8601 timestamp"]
+
+
+def test_epoch_numbers_are_rejected() -> None:
+    split = Validator(EVENT).split(pd.DataFrame([{**GOOD, "ts": 1_709_296_200}]))
+    assert split.rejects[REJECT_REASON].tolist() == ["occurred_at '1709296200' is not an ISO 8601 timestamp"]
+
+
+@pytest.mark.parametrize(
+    ("timezone", "values", "expected"),
+    [
+        ("UTC", ["2024-03-01T12:30:00+02:00"], ["2024-03-01 10:30:00+00:00"]),
+        ("UTC", ["2024-03-01"], ["2024-03-01 00:00:00+00:00"]),
+        ("America/New_York", ["2024-03-01"], ["2024-03-01 05:00:00+00:00"]),
+        ("Europe/Paris", ["2024-07-01 12:00"], ["2024-07-01 10:00:00+00:00"]),
+        ("America/New_York", ["2024-03-01", "2024-03-01T12:30:00+02:00", " 2024-03-01T12:30:00Z "],
+         ["2024-03-01 05:00:00+00:00", "2024-03-01 10:30:00+00:00", "2024-03-01 12:30:00+00:00"]),
+    ],
+    ids=["offset", "date-only-utc", "date-only-new-york", "naive-paris", "mixed-column"],
+)
+def test_occurred_at_in_utc(timezone: str, values: list[str], expected: list[str]) -> None:
+    event = EVENT.model_copy(update={"timezone": timezone})
+    chunk = pd.DataFrame([GOOD] * len(values)).assign(ts=values)
+    split = Validator(event).split(chunk)
+    assert split.rejects.empty
+    assert [str(t) for t in split.valid["ts"]] == expected
+
+
+def test_nonexistent_local_time_is_rejected() -> None:
+    event = EVENT.model_copy(update={"timezone": "Europe/Paris"})
+    split = Validator(event).split(pd.DataFrame([{**GOOD, "ts": "2024-03-31T02:30:00"}]))
+    assert split.rejects[REJECT_REASON].tolist() == ["occurred_at '2024-03-31T02:30:00' is not an ISO 8601 timestamp"]
+
+
+@pytest.mark.parametrize(
+    ("region", "phone", "expected"),
+    [
+        ("GB", "020 7946 0958", "+442079460958"),
+        ("GB", "+44 (0)20 7946 0958", "+442079460958"),
+        ("IL", "050-123-4567", "+972501234567"),
+        ("IL", "+972 50 123 4567", "+972501234567"),
+        (None, "+972501234567", "+972501234567"),
+    ],
+    ids=["gb-national", "gb-international", "il-national", "il-international", "e164-as-is"],
+)
+def test_phone_e164(region: str | None, phone: str, expected: str) -> None:
+    customer = EVENT.customer.model_copy(update={"default_region": region})
+    event = EVENT.model_copy(update={"customer": customer})
+    split = Validator(event).split(pd.DataFrame([{**GOOD, "email": None, "phone": phone}]))
+    assert split.rejects.empty
+    assert split.valid["phone"].tolist() == [expected]
+
+
+@pytest.mark.parametrize(
+    ("email", "expected"),
+    [
+        ("ann+promo@EXAMPLE.com", "ann+promo@example.com"),
+        ("Ann.Lee+x@Mail.Example.CO.UK", "Ann.Lee+x@mail.example.co.uk"),
+        ("jörg@Bücher.de", "jörg@bücher.de"),
+        ("first.o'brien@example.com", "first.o'brien@example.com"),
+    ],
+    ids=["plus-tag", "upper-local-kept", "unicode", "apostrophe"],
+)
+def test_email_normalised(email: str, expected: str) -> None:
+    test_normalise({"email": email}, "email", expected)
+
+
+ID_EVENT = EventSpec.model_validate(
+    {"source": "app", "event_name": "e", "occurred_at": "ts", "id": {"column": "ref"},
+     "customer": {"external_id": "cid"}}
+)
+
+
+def test_id_column_taken_as_is_and_missing_rejected() -> None:
+    chunk = pd.DataFrame(
+        {"ref": [" ord-1 ", None, "", "r" * 256, "ord-5"], "cid": ["c"] * 5, "ts": ["2024-03-01"] * 5}
+    )
+    split = Validator(ID_EVENT).split(chunk)
+    assert split.valid["ref"].tolist() == ["ord-1", "ord-5"]
+    assert split.rejects[[REJECT_RULE, REJECT_REASON]].values.tolist() == [
+        ["id", "id column 'ref' is missing"],
+        ["id", "id '' is not a non-empty string of at most 255 characters"],
+        ["id", f"id '{'r' * 256}' is not a non-empty string of at most 255 characters"],
+    ]
+
+
+def test_integer_id_column_becomes_decimal_text() -> None:
+    chunk = pd.DataFrame({"ref": pd.array([7, None], dtype="Int64"), "cid": ["c", "c"], "ts": ["2024-03-01"] * 2})
+    split = Validator(ID_EVENT).split(chunk)
+    assert split.valid["ref"].tolist() == ["7"]
+    assert split.rejects[REJECT_REASON].tolist() == ["id column 'ref' is missing"]
