@@ -31,7 +31,7 @@ _EXPORTS = {
     "load_pipeline": "etl.pipeline",
     "run": "etl.pipeline",
     "run_async": "etl.pipeline",
-    "validate": "etl.pipeline",
+    "validate_pipeline": "etl.pipeline",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from etl.definition import parse_pipeline
 from etl.errors import DefinitionError, EtlError
-from etl.pipeline import RunOptions, load_pipeline, run, validate
+from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import print_summary
 from etl.sandbox.command import sandbox_command
 from etl.state import StateStore
@@ -120,7 +120,7 @@ def validate_command(pipeline_file: str) -> int:
     Example:
       etl validate pipelines/orders_shipped.yaml
     """
-    report, examples = validate(load_pipeline(pipeline_file))
+    report, examples = validate_pipeline(load_pipeline(pipeline_file))
     console = Console(file=sys.stdout, highlight=False)
     console.print(f"{report.pipeline}: {report.extracted:,} rows read, {report.valid:,} valid, "
                   f"{report.rejected:,} rejected")

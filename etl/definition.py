@@ -33,6 +33,8 @@ from etl.errors import DefinitionError
 
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+#: The state store when a definition names none: a SQLite file beside the pipeline file.
+DEFAULT_STATE = ".etl/state.db"
 
 
 class _Frozen(BaseModel):
@@ -194,7 +196,7 @@ class Pipeline(_Frozen):
     source: SourceSpec
     event: EventSpec
     destination: Destination
-    state: str = ".etl/state.db"
+    state: str = DEFAULT_STATE
     file: Path = Field(exclude=True)
 
     @property
@@ -272,7 +274,7 @@ def _resolve_paths(raw: dict[str, Any], folder: Path, problems: list[tuple[str, 
                 problems.append(("source.query", f"query file {query_file} does not exist"))
             else:
                 source["query"] = query_file.read_text(encoding="utf-8")
-    state = raw.get("state")
+    state = raw.setdefault("state", DEFAULT_STATE)
     if isinstance(state, str) and "://" not in state and not os.path.isabs(state):
         raw["state"] = str(folder / state)
 

@@ -184,7 +184,7 @@ class _Run:
     def _prepare(self, chunk: pd.DataFrame) -> _Prepared:
         split = self.validator.split(chunk)
         events = self.transformer.to_events(split.valid) if self.mode != "validate" else []
-        labels = list(split.valid.index)
+        labels = list(split.valid.index) if events else []
         skipped_cursors: list[Any] = []
         if events and self.state is not None and not self.options.full_refresh:
             known = self.state.known(self.pipeline.name, [event.id for event in events])
@@ -455,7 +455,7 @@ def run(pipeline: Pipeline, options: RunOptions | None = None, *, mode: str | No
     return asyncio.run(run_async(pipeline, options, mode=mode))
 
 
-def validate(pipeline: Pipeline) -> tuple[RunReport, dict[str, list[str]]]:
+def validate_pipeline(pipeline: Pipeline) -> tuple[RunReport, dict[str, list[str]]]:
     """Extract, validate and transform only; return the report and masked examples per rule."""
     run_ = _Run(pipeline, RunOptions(), "validate")
     report = asyncio.run(run_.execute())
