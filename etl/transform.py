@@ -45,7 +45,7 @@ import pyarrow.compute as pc
 from etl import wire
 from etl.definition import ColumnRef, EventSpec
 from etl.events import Event
-from etl.validate import snake_case
+from etl.validate import arrow_array, snake_case
 
 #: Fixed forever: changing it changes every event id.
 NAMESPACE = uuid.UUID("6f0d3a52-6c1e-5a4b-9d2e-3b7c1e0f4a11")
@@ -141,11 +141,11 @@ def _typed(values: pd.Series) -> arrow.Array | None:
         if target is None:
             return None
         try:
-            return arrow.array(values, type=target, from_pandas=True)
+            return arrow_array(values, target)
         except (arrow.ArrowInvalid, OverflowError):
             return None
     try:
-        array = arrow.array(values, from_pandas=True)
+        array = arrow_array(values)
     except (arrow.ArrowInvalid, arrow.ArrowTypeError):
         return None
     kind = array.type
@@ -305,7 +305,7 @@ class Transformer:
     def _ids(self, valid: pd.DataFrame) -> tuple[arrow.Array, Parts]:
         """Every row's id, and its JSON parts."""
         if self.event.id.column:
-            ids = arrow.array(valid[self.event.id.column], type=_TEXT, from_pandas=True)
+            ids = arrow_array(valid[self.event.id.column], _TEXT)
             return ids, ['"', _escaped(ids), '"']
         parts: Parts = [_encode(self.store_id).decode()]
         parts += [_name_key(spec, valid) for spec in (self.event.source, self.event.event_name)]

@@ -143,6 +143,13 @@ def _sentences(template: str, values: pd.Series) -> Reasons:
     return lambda positions: before + _quote(values.iloc[positions].reset_index(drop=True)) + after
 
 
+def arrow_array(values: pd.Series, kind: arrow.DataType | None = None) -> arrow.Array:
+    """A column as ONE Arrow array (pandas may hold it as several chunks); nulls where
+    pandas sees missing values. Raises Arrow's errors when the values do not fit `kind`."""
+    array = arrow.array(values, type=kind, from_pandas=True)
+    return array.combine_chunks() if isinstance(array, arrow.ChunkedArray) else array
+
+
 def _series(values: arrow.Array, index: pd.Index) -> pd.Series:
     """An Arrow result as a Series on `index` (positional, never aligned on labels)."""
     return pd.Series(values.to_pandas().array, index=index)
@@ -183,7 +190,7 @@ def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
     """The whole column parsed by Arrow's ISO 8601 reader when every value is all aware or
     all naive (the usual case); None when a value needs the careful path."""
     try:
-        text = pc.utf8_trim_whitespace(arrow.array(raw, from_pandas=True))
+        text = pc.utf8_trim_whitespace(arrow_array(raw))
     except (arrow.ArrowInvalid, arrow.ArrowTypeError, arrow.ArrowNotImplementedError):
         return None
     if text.null_count or not pc.all(pc.match_substring_regex(text, _ISO_START)).as_py():
@@ -283,7 +290,7 @@ def _plain_emails(text: pd.Series) -> pd.Series:
 
     Most addresses have a lower-case local part: lower-casing them whole is the answer.
     The others are split at "@" (they are few, so the slower kernels run on few rows)."""
-    texts = arrow.array(text, type=_TEXT, from_pandas=True)
+    texts = arrow_array(text, _TEXT)
     lowered = pc.ascii_lower(texts)
     usable = pc.and_(
         pc.less_equal(pc.utf8_length(texts), _PLAIN_EMAIL_MAX),

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
+import math
 import uuid
+from decimal import Decimal
 
 import orjson
 import pandas as pd
@@ -67,3 +71,84 @@ def test_payload_exact_and_without_nulls() -> None:
         "id": event.id,
         "customer": {"email": "Ann+x@example.com"},
     }
+
+
+TYPED = EventSpec.model_validate(
+    {
+        "source": "app",
+        "event_name": {"column": "name"},
+        "occurred_at": "ts",
+        "customer": {"external_id": "cid", "properties": {"first_name": "fn", "vip": "vip"}},
+        "properties": {"count": "count", "total": "total", "ratio": "ratio", "gift": "gift", "day": "day",
+                       "at": "at", "naive_at": "naive_at", "note": "note", "missing": "missing",
+                       "absent": "absent", "price": "price"},
+    }
+)
+
+
+def _typed_frame(**changes: object) -> pd.DataFrame:
+    row = {
+        "name": "Order Shipped", "ts": "2024-03-01T12:30:00+02:00", "cid": "c-1", "fn": "Zoë 李雷 🎉",
+        "vip": True, "count": 3, "total": 10.0, "ratio": 0.1, "gift": False, "day": dt.date(2024, 3, 1),
+        "at": pd.Timestamp("2024-03-01T12:30:00.5+02:00"), "naive_at": pd.Timestamp("2024-03-01T12:30:00"),
+        "note": 'say "hi"\\\n\tand \x01', "missing": float("nan"), "absent": None, "price": Decimal("12.50"),
+    }
+    return pd.DataFrame([{**row, **changes}])
+
+
+def test_payload_types_exact_bytes() -> None:
+    frame = _typed_frame()
+    (event,) = Transformer(TYPED, "store").to_events(Validator(TYPED).split(frame).valid)
+    expected = {
+        "source": "app",
+        "event_name": "order_shipped",
+        "occurred_at": "2024-03-01T10:30:00Z",
+        "id": event_id("store", "app", "order_shipped", ["c-1", pd.Timestamp("2024-03-01T10:30:00Z")]),
+        "customer": {"external_id": "c-1", "properties": {"first_name": "Zoë 李雷 🎉", "vip": True}},
+        "properties": {"count": 3, "total": 10.0, "ratio": 0.1, "gift": False, "day": "2024-03-01",
+                       "at": "2024-03-01T10:30:00.500000Z", "naive_at": "2024-03-01T12:30:00Z",
+                       "note": 'say "hi"\\\n\tand \x01', "price": 12.5},
+    }
+    assert event.id == expected["id"]
+    assert event.body == orjson.dumps(expected)
+    assert event.payload_hash == hashlib.blake2b(event.body, digest_size=16).hexdigest()
+
+
+def test_payload_columns_typed_by_pandas() -> None:
+    frame = pd.concat([_typed_frame(), _typed_frame(count=None, total=float("nan"), fn=None, vip=None)])
+    frame = frame.astype({"count": "Int64", "total": "float64", "vip": "boolean"}).reset_index(drop=True)
+    first, second = Transformer(TYPED, "store").to_events(Validator(TYPED).split(frame).valid)
+    assert orjson.loads(first.body)["properties"]["count"] == 3
+    assert b'"total":10.0' in first.body
+    body = orjson.loads(second.body)
+    assert "count" not in body["properties"] and "total" not in body["properties"]
+    assert body["customer"] == {"external_id": "c-1"}
+
+
+@pytest.mark.parametrize(
+    "value", [1e16, 1e-7, -0.0, 123456789.125, 5e-324, 1.7976931348623157e308, 2.0**53],
+    ids=["1e16", "1e-7", "minus-zero", "fraction", "tiny", "huge", "2^53"],
+)
+def test_float_payloads_round_trip(value: float) -> None:
+    (event,) = Transformer(TYPED, "store").to_events(Validator(TYPED).split(_typed_frame(total=value)).valid)
+    total = orjson.loads(event.body)["properties"]["total"]
+    assert isinstance(total, float) and total == value and math.copysign(1, total) == math.copysign(1, value)
+
+
+def test_id_column_is_the_event_id_escaped_in_json() -> None:
+    event = EventSpec.model_validate(
+        {"source": "app", "event_name": "e", "occurred_at": "ts", "id": {"column": "ref"},
+         "customer": {"external_id": "cid"}}
+    )
+    frame = pd.DataFrame({"ref": ['ord "1"', 42], "cid": ["c", "c"], "ts": ["2024-03-01", "2024-03-01"]})
+    events = Transformer(event, "store").to_events(Validator(event).split(frame).valid)
+    assert [e.id for e in events] == ['ord "1"', "42"]
+    assert [orjson.loads(e.body)["id"] for e in events] == ['ord "1"', "42"]
+
+
+def test_cursor_values_are_plain_python() -> None:
+    frame = pd.DataFrame({"cid": ["a", "b"], "email": [None, None], "ts": ["2024-03-01", "2024-03-02"],
+                          "fn": [None, None], "total": [1.0, 2.0], "seq": pd.array([5, None], dtype="Int64")})
+    events = Transformer(EVENT, "store", "seq").to_events(Validator(EVENT).split(frame).valid)
+    assert [e.cursor for e in events] == [5, None]
+    assert type(events[0].cursor) is int

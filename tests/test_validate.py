@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+import email_validator
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etl.definition import EventSpec
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
@@ -197,3 +202,37 @@ def test_integer_id_column_becomes_decimal_text() -> None:
     split = Validator(ID_EVENT).split(chunk)
     assert split.valid["ref"].tolist() == ["7"]
     assert split.rejects[REJECT_REASON].tolist() == ["id column 'ref' is missing"]
+
+
+EMAIL_CHARS = "aZ09._+-@'\"é !#"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(EMAIL_CHARS, min_size=1, max_size=20),
+    st.from_regex(r"[a-zA-Z0-9_+-]{1,8}(\.[a-z]{1,3})?@([a-zA-Z0-9-]{1,6}\.){1,3}(com|Test|LOCAL|x1|io)",
+                  fullmatch=True),
+), min_size=1, max_size=20))
+def test_email_fast_path_agrees_with_email_validator(emails: list[str]) -> None:
+    split = Validator(EVENT).split(pd.DataFrame([{**GOOD, "email": e} for e in emails]))
+    for position, email in enumerate(emails):
+        text = email.strip()
+        if not text:
+            continue
+        try:
+            info = email_validator.validate_email(text, check_deliverability=False)
+        except email_validator.EmailNotValidError:
+            assert position not in split.valid.index
+        else:
+            assert split.valid.loc[position, "email"] == f"{text.rsplit('@', 1)[0]}@{info.domain.lower()}"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.from_regex(r"\+?[0-9]{1,17}", fullmatch=True), min_size=1, max_size=10))
+def test_phone_rule_is_exact_e164(phones: list[str]) -> None:
+    split = Validator(EVENT).split(pd.DataFrame([{**GOOD, "email": None, "phone": p} for p in phones]))
+    for position, phone in enumerate(phones):
+        if position in split.valid.index:
+            assert re.fullmatch(r"\+[1-9]\d{1,14}", split.valid.loc[position, "phone"])
+        if re.fullmatch(r"\+[1-9]\d{7,14}", phone):
+            assert split.valid.loc[position, "phone"] == phone
