@@ -6,19 +6,28 @@ Rate limiting and the API's rate-limit headers are in test_load_limits.py.
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import httpx
 import orjson
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
 
+from etl import wire
 from etl.definition import Destination
 from etl.errors import AuthError, TooManyFailures
 from etl.events import Event, Outcome, Status
 from etl.load import Loader, LoadStats
 from etl.load.loader import MAX_CONSECUTIVE_FAILURES
+from etl.load.transport import KeepAliveTransport
 from etl.sandbox.app import SandboxConfig, create_app
 from etl.sandbox.process import SandboxProcess
 
@@ -93,6 +102,29 @@ def deliver(
         return stats
 
     return outcomes, asyncio.run(main())
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Starlette], str]]:
+    """Serve an app with uvicorn on a free loopback port in a thread; yields its base URL."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(app: Starlette) -> str:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        while not server.started:
+            threading.Event().wait(0.01)
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(5)
 
 
 def by_id(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -255,3 +287,52 @@ def test_in_process_the_given_client_is_used_and_left_open() -> None:
     assert Counter(o.status for o in outcomes) == {Status.DELIVERED: 20}
     assert not closed
     assert by_id(app.sandbox.events.events(STORE)) == by_id(bodies)  # type: ignore[attr-defined]
+
+
+def test_the_transport_reads_chunked_answers_and_honours_connection_close(
+    serve: Callable[[Starlette], str],
+) -> None:
+    peers: list[tuple[str, int]] = []
+
+    async def post(request: Request) -> Response:
+        peers.append(request.client)  # type: ignore[arg-type]
+        n = len(peers)
+        if n == 1:
+            parts = (p async for p in _chunks(b'{"id": ', b'"chunked"}'))
+            return StreamingResponse(parts, media_type="application/json")
+        if n == 2:
+            return Response(b'{"id": "closing"}', headers={"connection": "close"})
+        return Response(b'{"id": "fresh"}')
+
+    base_url = serve(Starlette(routes=[Route(wire.DEFAULT_PATH, post, methods=["POST"])]))
+    url = base_url + wire.DEFAULT_PATH.format(store_id=STORE)
+
+    async def main() -> list[tuple[int, bytes, str | None]]:
+        async with httpx.AsyncClient(transport=KeepAliveTransport(1, timeout=5.0)) as client:
+            answers = [await client.post(url, content=b"{}") for _ in range(3)]
+        return [(a.status_code, a.content, a.headers.get("transfer-encoding")) for a in answers]
+
+    assert asyncio.run(main()) == [
+        (200, b'{"id": "chunked"}', "chunked"),
+        (200, b'{"id": "closing"}', None),
+        (200, b'{"id": "fresh"}', None),
+    ]
+    assert peers[0] == peers[1] != peers[2]  # kept alive, then a new connection after close
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+def test_the_transport_maps_a_refused_connection_to_httpx_connect_error() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=KeepAliveTransport(1, timeout=5.0)) as client:
+            await client.post(f"http://127.0.0.1:{port}/x", content=b"{}")
+
+    with pytest.raises(httpx.ConnectError, match=f"127.0.0.1:{port}"):
+        asyncio.run(main())

@@ -7,20 +7,17 @@ account, decide whether a 1 s window ever held more than the limit.
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from test_load import STORE, body, deliver, destination, make_events
+from test_load import STORE, body, deliver, destination, make_events, serve  # noqa: F401
 
 from etl import wire
 from etl.events import Status
@@ -215,29 +212,6 @@ def throttling_app(retry_after: str | None, refusals: int, arrivals: list[float]
         return Response(b'{"id": "x"}', 200, media_type="application/json")
 
     return Starlette(routes=[Route(wire.DEFAULT_PATH, post, methods=["POST"])])
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Starlette], str]]:
-    """Serve an app with uvicorn on a free loopback port in a thread; yields its base URL."""
-    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
-
-    def start(app: Starlette) -> str:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        while not server.started:
-            threading.Event().wait(0.01)
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
-
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(5)
 
 
 @pytest.mark.parametrize("retry_after", ["0", "garbage", None], ids=["zero", "garbage", "missing"])
