@@ -68,6 +68,8 @@ def _utc_text(value: dt.datetime) -> str:
 def _is_null(value: Any) -> bool:
     if value is None or value is pd.NA or value is pd.NaT:
         return True
+    if isinstance(value, decimal.Decimal):
+        return value.is_nan()
     return isinstance(value, (float, np.floating)) and math.isnan(value)
 
 
@@ -129,15 +131,17 @@ def _is_time(values: pd.Series) -> bool:
     return isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype)
 
 
+#: Object columns whose non-null values are all of one kind, and their Arrow type.
+_OBJECT_KINDS = {"string": _TEXT, "empty": _TEXT, "integer": arrow.int64(), "boolean": arrow.bool_(),
+                 "floating": arrow.float64()}
+
+
 def _typed(values: pd.Series) -> arrow.Array | None:
     """The column as an Arrow string/int/float/bool array (nulls where missing), or None
     when it is an object column mixing types, whose values must be encoded one by one
     (Arrow would silently turn [1, 2.5] into floats and change the ids)."""
     if values.dtype == object:
-        kinds = set(map(type, values[values.notna()]))
-        wanted = {frozenset({str}): _TEXT, frozenset({int}): arrow.int64(),
-                  frozenset({bool}): arrow.bool_(), frozenset({float}): arrow.float64()}
-        target = wanted.get(frozenset(kinds)) if kinds else _TEXT
+        target = _OBJECT_KINDS.get(pd.api.types.infer_dtype(values, skipna=True))
         if target is None:
             return None
         try:

@@ -36,6 +36,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -234,7 +235,9 @@ def _id_text(raw: pd.Series, allow_whole_floats: bool) -> tuple[pd.Series, pd.Se
         whole = (raw == raw.round()).fillna(False) & raw.abs().lt(2**53).fillna(False)
         text = raw.where(whole).astype("Float64").astype("Int64").astype("string")
         return text, (whole if allow_whole_floats else pd.Series(False, index=raw.index)) | raw.isna()
-    if pd.api.types.is_string_dtype(raw.dtype) and raw.dtype != object:
+    if pd.api.types.is_string_dtype(raw.dtype) and (
+        raw.dtype != object or pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty")
+    ):
         return raw.astype("string").str.strip(), pd.Series(True, index=raw.index)
     kinds = raw.map(_id_kind, na_action="ignore")
     text = raw.map(_id_value, na_action="ignore").astype("string").str.strip()
@@ -314,13 +317,15 @@ def _plain_emails(text: pd.Series) -> pd.Series:
 
 
 _NESTED = (list, dict, tuple, set, np.ndarray)
+#: What pandas calls object columns holding one kind of flat value (nothing to check).
+_FLAT_KINDS = {"string", "empty", "integer", "boolean", "date", "datetime"}
 
 
 def _property_problem(value: Any) -> str | None:
     """Why one value of an object column cannot be a property value (None: it can)."""
     if isinstance(value, _NESTED):
         return "is a nested list or object"
-    if isinstance(value, float) and math.isinf(value):
+    if isinstance(value, (float, Decimal)) and math.isinf(value):
         return "is not a finite number"
     return None
 
@@ -462,9 +467,13 @@ class Validator:
         for name, column in self.properties.items():
             values = chunk[column]
             if values.dtype == object:
+                if pd.api.types.infer_dtype(values, skipna=True) in _FLAT_KINDS:
+                    continue
                 found = values.map(_property_problem, na_action="ignore")
             elif pd.api.types.is_float_dtype(values.dtype):
                 infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+                if not infinite.any():
+                    continue
                 found = pd.Series(np.where(infinite, "is not a finite number", None), index=values.index)
             else:
                 continue

@@ -14,7 +14,7 @@ import pytest
 
 from etl.definition import EventSpec
 from etl.transform import NAMESPACE, Transformer, canonical, event_id
-from etl.validate import Validator
+from etl.validate import REJECT_REASON, Validator
 
 EVENT = EventSpec.model_validate(
     {
@@ -152,3 +152,11 @@ def test_cursor_values_are_plain_python() -> None:
     events = Transformer(EVENT, "store", "seq").to_events(Validator(EVENT).split(frame).valid)
     assert [e.cursor for e in events] == [5, None]
     assert type(events[0].cursor) is int
+
+
+def test_decimal_nan_is_omitted_and_infinity_rejected() -> None:
+    frame = pd.concat([_typed_frame(price=Decimal("NaN")), _typed_frame(price=Decimal("-Infinity"))])
+    split = Validator(TYPED).split(frame.reset_index(drop=True))
+    assert split.rejects[REJECT_REASON].tolist() == ["property 'price' is not a finite number"]
+    (event,) = Transformer(TYPED, "store").to_events(split.valid)
+    assert "price" not in orjson.loads(event.body)["properties"]
