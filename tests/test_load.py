@@ -26,7 +26,7 @@ from etl.definition import Destination
 from etl.errors import AuthError, TooManyFailures
 from etl.events import Event, Outcome, Status
 from etl.load import Loader, LoadStats
-from etl.load.loader import MAX_CONSECUTIVE_FAILURES
+from etl.load.loader import MAX_CONSECUTIVE_FAILURES, _own_client
 from etl.load.transport import KeepAliveTransport
 from etl.sandbox.app import SandboxConfig, create_app
 from etl.sandbox.process import SandboxProcess
@@ -336,3 +336,10 @@ def test_the_transport_maps_a_refused_connection_to_httpx_connect_error() -> Non
 
     with pytest.raises(httpx.ConnectError, match=f"127.0.0.1:{port}"):
         asyncio.run(main())
+
+
+def test_a_configured_proxy_gets_httpx_own_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = destination(base_url="http://api.example")
+    assert isinstance(_own_client(dest)._transport, KeepAliveTransport)
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
+    assert not isinstance(_own_client(dest)._transport, KeepAliveTransport)

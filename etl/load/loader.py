@@ -160,12 +160,14 @@ def _access_token(response: httpx.Response) -> str | None:
 def _own_client(destination: Destination) -> httpx.AsyncClient:
     """A client with a keep-alive pool of `concurrency` connections.
 
-    The lean transport unless a proxy is configured for the API's URL (it does not
-    speak to proxies; httpx's own transport does, at about half the speed).
+    The lean transport, unless a proxy is configured for the API's URL: that one does
+    not speak to proxies, httpx's own transport does (at a third of the speed).
     """
     pool, timeout = destination.concurrency, destination.timeout
     url = httpx.URL(destination.base_url)
-    if urllib.request.getproxies().get(url.scheme) and not urllib.request.proxy_bypass(url.host):
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if proxy and not urllib.request.proxy_bypass(url.host):
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         return httpx.AsyncClient(limits=limits, timeout=timeout)
     return httpx.AsyncClient(transport=KeepAliveTransport(pool, timeout), timeout=timeout)
@@ -187,7 +189,7 @@ class Loader:
         self.destination = destination
         self.stats = stats if stats is not None else LoadStats()
         self._own_client = client is None
-        self._client = client or _own_client(destination)
+        self._client = client if client is not None else _own_client(destination)
         self._url = httpx.URL(destination.events_url)
         self._limiter = Limiter(destination.rate_limit)
         self._credentials = _Credentials(destination, self._client, self.stats)
@@ -228,8 +230,9 @@ class Loader:
             for task in workers:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            if isinstance(source, AsyncIterator) and hasattr(source, "aclose"):
-                await source.aclose()
+            aclose = getattr(source, "aclose", None)
+            if aclose is not None:  # an async generator: run its clean-up now, not at GC
+                await aclose()
 
     async def _work(
         self, source: AsyncIterator[Event], take: asyncio.Lock, on_outcome: OnOutcome

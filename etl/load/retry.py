@@ -9,6 +9,10 @@
 The waits come from the API's headers when they make sense and from the back-off
 schedule otherwise: a `Retry-After: 0`, a missing or a garbage value must never
 turn into an immediate retry loop that burns every attempt in a second.
+
+No retry library (tenacity, stamina): the back-off is one line, and the part that
+matters, a 429 pausing every worker of the store through the shared limiter, is
+not a per-call retry policy that such a library models.
 """
 
 from __future__ import annotations
