@@ -48,7 +48,9 @@ def body(n: int, **overrides: Any) -> dict[str, Any]:
 
 
 def make_events(bodies: list[dict[str, Any]]) -> list[Event]:
-    return [Event(id=b["id"], body=orjson.dumps(b), payload_hash=str(i)) for i, b in enumerate(bodies)]
+    return [
+        Event(id=b["id"], body=orjson.dumps(b), payload_hash=str(i)) for i, b in enumerate(bodies)
+    ]
 
 
 class Source:
