@@ -345,3 +345,16 @@ def test_a_configured_proxy_gets_httpx_own_transport(monkeypatch: pytest.MonkeyP
     assert isinstance(_own_client(dest)._transport, KeepAliveTransport)
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.example:3128")
     assert not isinstance(_own_client(dest)._transport, KeepAliveTransport)
+
+
+def test_an_answer_slower_than_the_timeout_is_retried(sandbox: Callable[..., Any]) -> None:
+    server = sandbox(rate_limit=None, slow_rate=0.3, slow_ms=3000, seed=2)
+    bodies = [body(n) for n in range(30)]
+    outcomes, stats = deliver(
+        destination(server, timeout=0.5, max_retries=10), make_events(bodies)
+    )
+
+    assert Counter(o.status for o in outcomes) == {Status.DELIVERED: 30}
+    assert by_id(server.events(STORE)) == by_id(bodies)
+    assert stats.status_counts["timeout"] == stats.retries > 0
+    assert stats.status_counts[200] == 30

@@ -229,3 +229,23 @@ def test_a_429_without_a_believable_wait_falls_back_to_back_off(
     gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
     assert gaps[0] >= 0.5 and gaps[1] >= 1.0  # back-off attempts 1 and 2, never at once
     assert stats.pause_429_s >= 1.5
+
+
+def test_an_accepted_answer_with_no_budget_left_holds_the_next_request(
+    serve: Callable[[Starlette], str],
+) -> None:
+    arrivals: list[float] = []
+
+    async def post(request: Request) -> Response:
+        arrivals.append(asyncio.get_running_loop().time())
+        spent = {"RateLimit-Remaining": "0", "RateLimit-Reset": "1"} if len(arrivals) == 1 else {}
+        return Response(b'{"id": "x"}', 200, spent, media_type="application/json")
+
+    base_url = serve(Starlette(routes=[Route(wire.DEFAULT_PATH, post, methods=["POST"])]))
+    outcomes, stats = deliver(
+        destination(base_url=base_url, concurrency=1), make_events([body(0), body(1)])
+    )
+
+    assert [o.status for o in outcomes] == [Status.DELIVERED, Status.DELIVERED]
+    assert arrivals[1] - arrivals[0] >= 1.0
+    assert stats.pause_429_s >= 0.9 and stats.http_429 == 0
