@@ -42,8 +42,10 @@ def main() -> None:
     rows = sum(len(chunk) for chunk in chunks)
     print(f"validate:  {rows / validating:>10,.0f} rows/s ({validating:.2f}s)")
     print(f"transform: {rows / transforming:>10,.0f} rows/s ({transforming:.2f}s)")
-    print(f"together:  {rows / (validating + transforming):>10,.0f} rows/s "
-          f"(target >= {TARGET:,}); {events:,} events, {rejects:,} rejects")
+    print(
+        f"together:  {rows / (validating + transforming):>10,.0f} rows/s "
+        f"(target >= {TARGET:,}); {events:,} events, {rejects:,} rejects"
+    )
 
 
 if __name__ == "__main__":

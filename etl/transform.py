@@ -60,7 +60,7 @@ _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 def _utc_text(value: dt.datetime) -> str:
     if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc)
+        value = value.astimezone(dt.UTC)
     text = value.strftime("%Y-%m-%dT%H:%M:%S")
     return text + (f".{value.microsecond:06d}" if value.microsecond else "") + "Z"
 
@@ -128,12 +128,19 @@ def _native(value: Any) -> Any:
 
 # -- columns as Arrow arrays ---------------------------------------------------------------
 def _is_time(values: pd.Series) -> bool:
-    return isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(values.dtype)
+    return isinstance(values.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(
+        values.dtype
+    )
 
 
 #: Object columns whose non-null values are all of one kind, and their Arrow type.
-_OBJECT_KINDS = {"string": _TEXT, "empty": _TEXT, "integer": arrow.int64(), "boolean": arrow.bool_(),
-                 "floating": arrow.float64()}
+_OBJECT_KINDS = {
+    "string": _TEXT,
+    "empty": _TEXT,
+    "integer": arrow.int64(),
+    "boolean": arrow.bool_(),
+    "floating": arrow.float64(),
+}
 
 
 def _typed(values: pd.Series) -> arrow.Array | None:
@@ -163,7 +170,7 @@ def _typed(values: pd.Series) -> arrow.Array | None:
 
 
 def _utc_strings(values: pd.Series) -> arrow.Array:
-    """A datetime column as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z` text (null for NaT), like `_utc_text`."""
+    """A datetime column as `_utc_text` spells each value (null for NaT)."""
     times = pd.DatetimeIndex(values)  # aware or naive, its int64 ticks count from the UTC epoch
     multiply, divide = _MICROS[times.unit]
     seconds, fraction = np.divmod(times.asi8 * multiply // divide, 1_000_000)
@@ -223,7 +230,9 @@ def _uuid_texts(names: arrow.Array) -> arrow.Array:
     """uuid5(NAMESPACE, name) of every name (canonical text), formatted column-wise."""
     rows = len(names)
     binary = arrow.large_binary()
-    named = pc.binary_join_element_wise(arrow.scalar(_NS, binary), names.cast(binary), arrow.scalar(b"", binary))
+    named = pc.binary_join_element_wise(
+        arrow.scalar(_NS, binary), names.cast(binary), arrow.scalar(b"", binary)
+    )
     sha1 = hashlib.sha1
     digests = b"".join([sha1(name).digest() for name in named.to_pylist()])
     raw = np.frombuffer(digests, dtype=np.uint8).reshape(rows, 20)[:, :16].copy()
@@ -232,9 +241,11 @@ def _uuid_texts(names: arrow.Array) -> arrow.Array:
     digits = np.frombuffer(raw.tobytes().hex().encode("ascii"), dtype=np.uint8).reshape(rows, 32)
     text = np.full((rows, 36), ord("-"), dtype=np.uint8)
     for start, stop, at in _UUID_GROUPS:
-        text[:, at:at + stop - start] = digits[:, start:stop]
+        text[:, at : at + stop - start] = digits[:, start:stop]
     offsets = np.arange(0, 36 * (rows + 1), 36, dtype=np.int64)
-    return arrow.Array.from_buffers(_TEXT, rows, [None, arrow.py_buffer(offsets), arrow.py_buffer(text)])
+    return arrow.Array.from_buffers(
+        _TEXT, rows, [None, arrow.py_buffer(offsets), arrow.py_buffer(text)]
+    )
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -273,8 +284,11 @@ def _json(values: pd.Series) -> Parts:
 def _object(fields: dict[str, Parts]) -> Parts | None:
     """Parts spelling a JSON object per row of the fields present in that row; a single
     array, null where no field is present, when some are missing; None if none ever is."""
-    fields = {n: p for n, p in fields.items() if not any(isinstance(a, arrow.Array) and a.null_count == len(a)
-                                                          for a in p)}
+    fields = {
+        n: p
+        for n, p in fields.items()
+        if not any(isinstance(a, arrow.Array) and a.null_count == len(a) for a in p)
+    }
     if not fields:
         return None
     if not any(_has_nulls(p) for p in fields.values()):
@@ -324,16 +338,25 @@ class Transformer:
         event = self.event
         ids, id_json = self._ids(valid)
         customer = {n: _json(valid[c]) for n, c in self.identifiers.items()}
-        customer_properties = _object({n: _json(valid[c]) for n, c in event.customer.properties.items()})
+        customer_properties = _object(
+            {n: _json(valid[c]) for n, c in event.customer.properties.items()}
+        )
         if customer_properties is not None:
             customer[wire.PROPERTIES] = customer_properties
         body = _join(
-            f'{{"{wire.SOURCE}":', *_name_json(event.source, valid),
-            f',"{wire.EVENT_NAME}":', *_name_json(event.event_name, valid),
-            f',"{wire.OCCURRED_AT}":', *_json(valid[event.occurred_at]),
-            f',"{wire.ID}":', *id_json,
-            f',"{wire.CUSTOMER}":', *(_object(customer) or ["{}"]),
-            *_member(wire.PROPERTIES, _object({n: _json(valid[c]) for n, c in event.properties.items()})),
+            f'{{"{wire.SOURCE}":',
+            *_name_json(event.source, valid),
+            f',"{wire.EVENT_NAME}":',
+            *_name_json(event.event_name, valid),
+            f',"{wire.OCCURRED_AT}":',
+            *_json(valid[event.occurred_at]),
+            f',"{wire.ID}":',
+            *id_json,
+            f',"{wire.CUSTOMER}":',
+            *(_object(customer) or ["{}"]),
+            *_member(
+                wire.PROPERTIES, _object({n: _json(valid[c]) for n, c in event.properties.items()})
+            ),
             "}",
         )
         bodies = body.cast(arrow.large_binary()).to_pylist()
@@ -361,4 +384,7 @@ def _cursor_values(values: pd.Series) -> list[Any]:
     """Cursor values as plain Python scalars (None for nulls), for the watermark."""
     missing = values.isna().to_numpy()
     items = values.tolist()
-    return [None if gone else (v.item() if isinstance(v, np.generic) else v) for v, gone in zip(items, missing)]
+    return [
+        None if gone else (v.item() if isinstance(v, np.generic) else v)
+        for v, gone in zip(items, missing, strict=True)
+    ]

@@ -156,13 +156,17 @@ def _series(values: arrow.Array, index: pd.Index) -> pd.Series:
     return pd.Series(values.to_pandas().array, index=index)
 
 
-def _name_check(field: str, spec: str | ColumnRef, chunk: pd.DataFrame) -> tuple[pd.Series | None, _Check]:
+def _name_check(
+    field: str, spec: str | ColumnRef, chunk: pd.DataFrame
+) -> tuple[pd.Series | None, _Check]:
     template = field + " {} is not a snake_case name of at most 255 characters"
     if not isinstance(spec, ColumnRef):
         normal = snake_case(spec)
         ok = re.fullmatch(SNAKE, normal) is not None and len(normal) <= MAX_LENGTH
         reason = template.replace("{}", f"'{spec}'")
-        return None, _Check(np.full(len(chunk), ok), lambda positions: pd.Series([reason] * len(positions)))
+        return None, _Check(
+            np.full(len(chunk), ok), lambda positions: pd.Series([reason] * len(positions))
+        )
     raw = chunk[spec.column]
     names = _per_distinct(raw.astype("string"), snake_case).astype("string")
     ok = _mask(names.str.fullmatch(SNAKE) & names.str.len().le(MAX_LENGTH))
@@ -234,7 +238,9 @@ def _id_text(raw: pd.Series, allow_whole_floats: bool) -> tuple[pd.Series, pd.Se
     if pd.api.types.is_float_dtype(raw.dtype):
         whole = (raw == raw.round()).fillna(False) & raw.abs().lt(2**53).fillna(False)
         text = raw.where(whole).astype("Float64").astype("Int64").astype("string")
-        return text, (whole if allow_whole_floats else pd.Series(False, index=raw.index)) | raw.isna()
+        return text, (
+            whole if allow_whole_floats else pd.Series(False, index=raw.index)
+        ) | raw.isna()
     if pd.api.types.is_string_dtype(raw.dtype) and (
         raw.dtype != object or pd.api.types.infer_dtype(raw, skipna=True) in ("string", "empty")
     ):
@@ -299,17 +305,25 @@ def _plain_emails(text: pd.Series) -> pd.Series:
         pc.less_equal(pc.utf8_length(texts), _PLAIN_EMAIL_MAX),
         pc.invert(pc.match_substring_regex(lowered, _SPECIAL_DOMAIN)),
     )
-    whole = pc.fill_null(pc.and_(pc.match_substring_regex(texts, _PLAIN_EMAIL_LOWER_LOCAL), usable), False)
+    whole = pc.fill_null(
+        pc.and_(pc.match_substring_regex(texts, _PLAIN_EMAIL_LOWER_LOCAL), usable), False
+    )
     result = pc.if_else(whole, lowered, arrow.scalar(None, _TEXT))
     rest = pc.invert(whole)
-    mixed = pc.fill_null(pc.and_(pc.match_substring_regex(texts.filter(rest), _PLAIN_EMAIL), usable.filter(rest)),
-                         False)
+    mixed = pc.fill_null(
+        pc.and_(pc.match_substring_regex(texts.filter(rest), _PLAIN_EMAIL), usable.filter(rest)),
+        False,
+    )
     if pc.any(mixed).as_py():
         parts = pc.split_pattern(texts.filter(rest).filter(mixed), "@", max_splits=1)
         joined = pc.binary_join_element_wise(
-            pc.list_element(parts, 0), pc.ascii_lower(pc.list_element(parts, 1)), arrow.scalar("@", _TEXT)
+            pc.list_element(parts, 0),
+            pc.ascii_lower(pc.list_element(parts, 1)),
+            arrow.scalar("@", _TEXT),
         )
-        positions = np.flatnonzero(rest.to_numpy(zero_copy_only=False))[mixed.to_numpy(zero_copy_only=False)]
+        positions = np.flatnonzero(rest.to_numpy(zero_copy_only=False))[
+            mixed.to_numpy(zero_copy_only=False)
+        ]
         chosen = np.zeros(len(texts), dtype=bool)
         chosen[positions] = True
         result = pc.replace_with_mask(result, arrow.array(chosen), joined)
@@ -341,7 +355,10 @@ class Validator:
             **event.properties,
         }
         self.schema = pa.DataFrameSchema(
-            {rule: pa.Column(bool, pa.Check(lambda ok: ok, error=f"{rule} rule")) for rule in RULES},
+            {
+                rule: pa.Column(bool, pa.Check(lambda ok: ok, error=f"{rule} rule"))
+                for rule in RULES
+            },
             coerce=False,
         )
 
@@ -368,7 +385,9 @@ class Validator:
         return np.array([], dtype=np.int64)
 
     @staticmethod
-    def _rejects(chunk: pd.DataFrame, checks: dict[str, _Check], failing: np.ndarray) -> pd.DataFrame:
+    def _rejects(
+        chunk: pd.DataFrame, checks: dict[str, _Check], failing: np.ndarray
+    ) -> pd.DataFrame:
         """The failing rows as they came, with the first rule broken and every reason."""
         rule = np.full(len(failing), None, dtype=object)
         reason = np.full(len(failing), None, dtype=object)
@@ -379,7 +398,9 @@ class Validator:
                 continue
             text = check.reasons(failing[where]).to_numpy(dtype=object)
             rule[where & pd.isna(rule)] = name
-            reason[where] = [t if r is None else f"{r}; {t}" for r, t in zip(reason[where], text, strict=True)]
+            reason[where] = [
+                t if r is None else f"{r}; {t}" for r, t in zip(reason[where], text, strict=True)
+            ]
         rejects = chunk.iloc[failing].copy()
         rejects[REJECT_RULE] = rule
         rejects[REJECT_REASON] = reason
@@ -406,22 +427,28 @@ class Validator:
             checks["id"] = self._id_column(chunk, normal)
         return normal, checks
 
-    def _identity(self, chunk: pd.DataFrame, normal: dict[str, pd.Series], checks: dict[str, _Check]) -> None:
+    def _identity(
+        self, chunk: pd.DataFrame, normal: dict[str, pd.Series], checks: dict[str, _Check]
+    ) -> None:
         rows = len(chunk)
         none = np.zeros(rows, dtype=bool)
         texts = {n: _text(chunk[c]) for n, c in self.identifiers.items() if n != "external_id"}
         have = {n: text.notna().to_numpy() for n, text in texts.items()}
         if "external_id" in self.identifiers:
-            have["external_id"] = _present(chunk[self.identifiers["external_id"]]).to_numpy(dtype=bool)
+            have["external_id"] = _present(chunk[self.identifiers["external_id"]]).to_numpy(
+                dtype=bool
+            )
         ext, email, phone = (have.get(n, none) for n in ("external_id", "email", "phone_number"))
         both = ~ext & email & phone
 
         def identity(positions: np.ndarray) -> pd.Series:
-            return pd.Series(np.where(
-                both[positions],
-                "has both email and phone_number but no external_id",
-                "has no external_id, email or phone_number",
-            ))
+            return pd.Series(
+                np.where(
+                    both[positions],
+                    "has both email and phone_number but no external_id",
+                    "has no external_id, email or phone_number",
+                )
+            )
 
         checks["customer_identity"] = _Check(~(both | (~ext & ~email & ~phone)), identity)
         if "external_id" in self.identifiers:
@@ -431,7 +458,9 @@ class Validator:
             normal[column] = text
             checks["external_id"] = _Check(
                 _mask(ok & text.str.len().le(MAX_LENGTH).fillna(True)),
-                _sentences("external_id {} is not a string of at most 255 characters", chunk[column]),
+                _sentences(
+                    "external_id {} is not a string of at most 255 characters", chunk[column]
+                ),
             )
         if "phone_number" in self.identifiers:
             column = self.identifiers["phone_number"]
@@ -441,10 +470,13 @@ class Validator:
             e164 = text.where(plain)
             rest = text.notna().to_numpy() & ~plain
             if rest.any():
-                e164[rest] = _per_distinct(text[rest], lambda v: _phone(v, region)).to_numpy(dtype=object)
+                e164[rest] = _per_distinct(text[rest], lambda v: _phone(v, region)).to_numpy(
+                    dtype=object
+                )
             normal[column] = e164
             checks["phone_number"] = _Check(
-                ~(text.notna().to_numpy() & e164.isna().to_numpy()), _sentences("phone_number {} is not E.164", text)
+                ~(text.notna().to_numpy() & e164.isna().to_numpy()),
+                _sentences("phone_number {} is not E.164", text),
             )
         if "email" in self.identifiers:
             column = self.identifiers["email"]
@@ -460,7 +492,9 @@ class Validator:
             address[rest] = [r[0] for r in result]
             why[rest] = [r[1] for r in result]
         quoted = _sentences("email {} is not a valid address: ", text)
-        return address, _Check(why.isna().to_numpy(), lambda p: quoted(p) + why.iloc[p].reset_index(drop=True))
+        return address, _Check(
+            why.isna().to_numpy(), lambda p: quoted(p) + why.iloc[p].reset_index(drop=True)
+        )
 
     def _properties(self, chunk: pd.DataFrame) -> _Check:
         problems: dict[str, pd.Series] = {}
@@ -474,19 +508,25 @@ class Validator:
                 infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
                 if not infinite.any():
                     continue
-                found = pd.Series(np.where(infinite, "is not a finite number", None), index=values.index)
+                found = pd.Series(
+                    np.where(infinite, "is not a finite number", None), index=values.index
+                )
             else:
                 continue
             if found.notna().any():
                 problems[name] = found
         if not problems:
             return _Check(np.ones(len(chunk), dtype=bool), lambda p: pd.Series([], dtype=object))
-        table = pd.DataFrame({f"property {name!r} ": found.to_numpy() for name, found in problems.items()})
+        table = pd.DataFrame(
+            {f"property {name!r} ": found.to_numpy() for name, found in problems.items()}
+        )
         ok = table.isna().all(axis=1).to_numpy()
 
         def reasons(positions: np.ndarray) -> pd.Series:
             rows = table.iloc[positions]
-            return pd.Series(["; ".join(p + v for p, v in row.dropna().items()) for _, row in rows.iterrows()])
+            return pd.Series(
+                ["; ".join(p + v for p, v in row.dropna().items()) for _, row in rows.iterrows()]
+            )
 
         return _Check(ok, reasons)
 
@@ -498,10 +538,16 @@ class Validator:
 
         def reasons(positions: np.ndarray) -> pd.Series:
             values = text.iloc[positions]
-            return pd.Series(np.where(
-                values.isna().to_numpy(),
-                f"id column {column!r} is missing",
-                ("id " + _quote(values) + " is not a non-empty string of at most 255 characters").to_numpy(),
-            ))
+            return pd.Series(
+                np.where(
+                    values.isna().to_numpy(),
+                    f"id column {column!r} is missing",
+                    (
+                        "id "
+                        + _quote(values)
+                        + " is not a non-empty string of at most 255 characters"
+                    ).to_numpy(),
+                )
+            )
 
         return _Check(good, reasons)

@@ -18,23 +18,50 @@ EVENT = EventSpec.model_validate(
         "source": "app",
         "event_name": {"column": "name"},
         "occurred_at": "ts",
-        "customer": {"external_id": "cid", "email": "email", "phone_number": "phone", "default_region": "US"},
+        "customer": {
+            "external_id": "cid",
+            "email": "email",
+            "phone_number": "phone",
+            "default_region": "US",
+        },
         "properties": {"n": "n"},
     }
 )
-GOOD = {"name": "order_shipped", "ts": "2024-03-01T12:30:00Z", "cid": None, "email": "a@b.com", "phone": None, "n": 1}
+GOOD = {
+    "name": "order_shipped",
+    "ts": "2024-03-01T12:30:00Z",
+    "cid": None,
+    "email": "a@b.com",
+    "phone": None,
+    "n": 1,
+}
 
 
 @pytest.mark.parametrize(
     ("change", "rule", "reason"),
     [
-        ({"name": "order-shipped!"}, "event_name",
-         "event_name 'order-shipped!' is not a snake_case name of at most 255 characters"),
-        ({"ts": "yesterday"}, "occurred_at", "occurred_at 'yesterday' is not an ISO 8601 timestamp"),
-        ({"phone": "+14155552671"}, "customer_identity", "has both email and phone_number but no external_id"),
+        (
+            {"name": "order-shipped!"},
+            "event_name",
+            "event_name 'order-shipped!' is not a snake_case name of at most 255 characters",
+        ),
+        (
+            {"ts": "yesterday"},
+            "occurred_at",
+            "occurred_at 'yesterday' is not an ISO 8601 timestamp",
+        ),
+        (
+            {"phone": "+14155552671"},
+            "customer_identity",
+            "has both email and phone_number but no external_id",
+        ),
         ({"email": None}, "customer_identity", "has no external_id, email or phone_number"),
         ({"email": None, "phone": "+1 555"}, "phone_number", "phone_number '+1 555' is not E.164"),
-        ({"email": "bob@"}, "email", "email 'bob@' is not a valid address: There must be something after the @-sign"),
+        (
+            {"email": "bob@"},
+            "email",
+            "email 'bob@' is not a valid address: There must be something after the @-sign",
+        ),
         ({"n": {"a": 1}}, "properties", "property 'n' is a nested list or object"),
     ],
     ids=["bad-name", "bad-time", "both-ids", "no-ids", "bad-phone", "bad-email", "nested"],
@@ -69,28 +96,57 @@ LONG = "x" * 256
 @pytest.mark.parametrize(
     ("change", "rule", "reason"),
     [
-        ({"name": LONG}, "event_name", f"event_name '{LONG}' is not a snake_case name of at most 255 characters"),
-        ({"cid": "c" * 256}, "external_id", f"external_id '{'c' * 256}' is not a string of at most 255 characters"),
+        (
+            {"name": LONG},
+            "event_name",
+            f"event_name '{LONG}' is not a snake_case name of at most 255 characters",
+        ),
+        (
+            {"cid": "c" * 256},
+            "external_id",
+            f"external_id '{'c' * 256}' is not a string of at most 255 characters",
+        ),
         ({"ts": None}, "occurred_at", "occurred_at '' is not an ISO 8601 timestamp"),
-        ({"ts": "2024-02-30"}, "occurred_at", "occurred_at '2024-02-30' is not an ISO 8601 timestamp"),
+        (
+            {"ts": "2024-02-30"},
+            "occurred_at",
+            "occurred_at '2024-02-30' is not an ISO 8601 timestamp",
+        ),
         ({"n": [1, 2]}, "properties", "property 'n' is a nested list or object"),
         ({"n": float("inf")}, "properties", "property 'n' is not a finite number"),
-        ({"email": "a@b.test"}, "email",
-         "email 'a@b.test' is not a valid address: "
-         "The part after the @-sign is a special-use or reserved name that cannot be used with email"),
-        ({"name": "Order--Shipped", "ts": "soon"}, "event_name",
-         "event_name 'Order--Shipped' is not a snake_case name of at most 255 characters; "
-         "occurred_at 'soon' is not an ISO 8601 timestamp"),
+        (
+            {"email": "a@b.test"},
+            "email",
+            "email 'a@b.test' is not a valid address: "
+            "The part after the @-sign is a special-use or reserved name"
+            " that cannot be used with email",
+        ),
+        (
+            {"name": "Order--Shipped", "ts": "soon"},
+            "event_name",
+            "event_name 'Order--Shipped' is not a snake_case name of at most 255 characters; "
+            "occurred_at 'soon' is not an ISO 8601 timestamp",
+        ),
     ],
-    ids=["long-name", "long-external-id", "none-time", "impossible-date", "list", "inf", "special-domain",
-         "two-rules"],
+    ids=[
+        "long-name",
+        "long-external-id",
+        "none-time",
+        "impossible-date",
+        "list",
+        "inf",
+        "special-domain",
+        "two-rules",
+    ],
 )
 def test_reject_more(change: dict, rule: str, reason: str) -> None:
     test_reject(change, rule, reason)
 
 
 def test_reject_keeps_original_row_and_columns() -> None:
-    chunk = pd.DataFrame([GOOD, {**GOOD, "email": " Bad@ ", "name": "Order Shipped"}], index=[10, 11])
+    chunk = pd.DataFrame(
+        [GOOD, {**GOOD, "email": " Bad@ ", "name": "Order Shipped"}], index=[10, 11]
+    )
     split = Validator(EVENT).split(chunk)
     assert list(split.valid.index) == [10]
     assert list(split.rejects.columns) == [*chunk.columns, REJECT_RULE, REJECT_REASON]
@@ -102,13 +158,16 @@ def test_constant_source_too_long_rejects_every_row() -> None:
     event = EVENT.model_copy(update={"source": LONG})
     split = Validator(event).split(pd.DataFrame([GOOD, GOOD]))
     assert split.valid.empty
-    assert split.rejects[REJECT_REASON].tolist() == [
-        f"source '{LONG}' is not a snake_case name of at most 255 characters"
-    ] * 2
+    assert (
+        split.rejects[REJECT_REASON].tolist()
+        == [f"source '{LONG}' is not a snake_case name of at most 255 characters"] * 2
+    )
 
 
 def test_nat_in_datetime_column_is_rejected() -> None:
-    chunk = pd.DataFrame([GOOD, GOOD]).assign(ts=pd.to_datetime(["2024-03-01T12:30:00Z", None], utc=True))
+    chunk = pd.DataFrame([GOOD, GOOD]).assign(
+        ts=pd.to_datetime(["2024-03-01T12:30:00Z", None], utc=True)
+    )
     split = Validator(EVENT).split(chunk)
     assert list(split.valid.index) == [0]
     assert split.rejects[REJECT_REASON].tolist() == ["occurred_at '' is not an ISO 8601 timestamp"]
@@ -116,7 +175,9 @@ def test_nat_in_datetime_column_is_rejected() -> None:
 
 def test_epoch_numbers_are_rejected() -> None:
     split = Validator(EVENT).split(pd.DataFrame([{**GOOD, "ts": 1_709_296_200}]))
-    assert split.rejects[REJECT_REASON].tolist() == ["occurred_at '1709296200' is not an ISO 8601 timestamp"]
+    assert split.rejects[REJECT_REASON].tolist() == [
+        "occurred_at '1709296200' is not an ISO 8601 timestamp"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -126,8 +187,11 @@ def test_epoch_numbers_are_rejected() -> None:
         ("UTC", ["2024-03-01"], ["2024-03-01 00:00:00+00:00"]),
         ("America/New_York", ["2024-03-01"], ["2024-03-01 05:00:00+00:00"]),
         ("Europe/Paris", ["2024-07-01 12:00"], ["2024-07-01 10:00:00+00:00"]),
-        ("America/New_York", ["2024-03-01", "2024-03-01T12:30:00+02:00", " 2024-03-01T12:30:00Z "],
-         ["2024-03-01 05:00:00+00:00", "2024-03-01 10:30:00+00:00", "2024-03-01 12:30:00+00:00"]),
+        (
+            "America/New_York",
+            ["2024-03-01", "2024-03-01T12:30:00+02:00", " 2024-03-01T12:30:00Z "],
+            ["2024-03-01 05:00:00+00:00", "2024-03-01 10:30:00+00:00", "2024-03-01 12:30:00+00:00"],
+        ),
     ],
     ids=["offset", "date-only-utc", "date-only-new-york", "naive-paris", "mixed-column"],
 )
@@ -142,7 +206,9 @@ def test_occurred_at_in_utc(timezone: str, values: list[str], expected: list[str
 def test_nonexistent_local_time_is_rejected() -> None:
     event = EVENT.model_copy(update={"timezone": "Europe/Paris"})
     split = Validator(event).split(pd.DataFrame([{**GOOD, "ts": "2024-03-31T02:30:00"}]))
-    assert split.rejects[REJECT_REASON].tolist() == ["occurred_at '2024-03-31T02:30:00' is not an ISO 8601 timestamp"]
+    assert split.rejects[REJECT_REASON].tolist() == [
+        "occurred_at '2024-03-31T02:30:00' is not an ISO 8601 timestamp"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -179,14 +245,23 @@ def test_email_normalised(email: str, expected: str) -> None:
 
 
 ID_EVENT = EventSpec.model_validate(
-    {"source": "app", "event_name": "e", "occurred_at": "ts", "id": {"column": "ref"},
-     "customer": {"external_id": "cid"}}
+    {
+        "source": "app",
+        "event_name": "e",
+        "occurred_at": "ts",
+        "id": {"column": "ref"},
+        "customer": {"external_id": "cid"},
+    }
 )
 
 
 def test_id_column_taken_as_is_and_missing_rejected() -> None:
     chunk = pd.DataFrame(
-        {"ref": [" ord-1 ", None, "", "r" * 256, "ord-5"], "cid": ["c"] * 5, "ts": ["2024-03-01"] * 5}
+        {
+            "ref": [" ord-1 ", None, "", "r" * 256, "ord-5"],
+            "cid": ["c"] * 5,
+            "ts": ["2024-03-01"] * 5,
+        }
     )
     split = Validator(ID_EVENT).split(chunk)
     assert split.valid["ref"].tolist() == ["ord-1", "ord-5"]
@@ -198,7 +273,9 @@ def test_id_column_taken_as_is_and_missing_rejected() -> None:
 
 
 def test_integer_id_column_becomes_decimal_text() -> None:
-    chunk = pd.DataFrame({"ref": pd.array([7, None], dtype="Int64"), "cid": ["c", "c"], "ts": ["2024-03-01"] * 2})
+    chunk = pd.DataFrame(
+        {"ref": pd.array([7, None], dtype="Int64"), "cid": ["c", "c"], "ts": ["2024-03-01"] * 2}
+    )
     split = Validator(ID_EVENT).split(chunk)
     assert split.valid["ref"].tolist() == ["7"]
     assert split.rejects[REJECT_REASON].tolist() == ["id column 'ref' is missing"]
@@ -208,11 +285,19 @@ EMAIL_CHARS = "aZ09._+-@'\"é !#"
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.one_of(
-    st.text(EMAIL_CHARS, min_size=1, max_size=20),
-    st.from_regex(r"[a-zA-Z0-9_+-]{1,8}(\.[a-z]{1,3})?@([a-zA-Z0-9-]{1,6}\.){1,3}(com|Test|LOCAL|x1|io)",
-                  fullmatch=True),
-), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.one_of(
+            st.text(EMAIL_CHARS, min_size=1, max_size=20),
+            st.from_regex(
+                r"[a-zA-Z0-9_+-]{1,8}(\.[a-z]{1,3})?@([a-zA-Z0-9-]{1,6}\.){1,3}(com|Test|LOCAL|x1|io)",
+                fullmatch=True,
+            ),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_email_fast_path_agrees_with_email_validator(emails: list[str]) -> None:
     split = Validator(EVENT).split(pd.DataFrame([{**GOOD, "email": e} for e in emails]))
     for position, email in enumerate(emails):
@@ -224,13 +309,18 @@ def test_email_fast_path_agrees_with_email_validator(emails: list[str]) -> None:
         except email_validator.EmailNotValidError:
             assert position not in split.valid.index
         else:
-            assert split.valid.loc[position, "email"] == f"{text.rsplit('@', 1)[0]}@{info.domain.lower()}"
+            assert (
+                split.valid.loc[position, "email"]
+                == f"{text.rsplit('@', 1)[0]}@{info.domain.lower()}"
+            )
 
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.from_regex(r"\+?[0-9]{1,17}", fullmatch=True), min_size=1, max_size=10))
 def test_phone_rule_is_exact_e164(phones: list[str]) -> None:
-    split = Validator(EVENT).split(pd.DataFrame([{**GOOD, "email": None, "phone": p} for p in phones]))
+    split = Validator(EVENT).split(
+        pd.DataFrame([{**GOOD, "email": None, "phone": p} for p in phones])
+    )
     for position, phone in enumerate(phones):
         if position in split.valid.index:
             assert re.fullmatch(r"\+[1-9]\d{1,14}", split.valid.loc[position, "phone"])
