@@ -39,7 +39,7 @@ FLOOR_RATE = 0.2
 #: Multiplicative decrease on a 429 (at most once per DECREASE_EVERY_S).
 DECREASE = 0.5
 DECREASE_EVERY_S = 1.0
-#: Additive increase: this fraction of the pace per second of clean answers.
+#: Increase: this fraction of the pace per second of clean answers (+5 %/s).
 CREEP_PER_S = 0.05
 #: Above this rate the 1 s window bookkeeping is pointless (spacing is sub-millisecond).
 WINDOW_MAX = 1000
