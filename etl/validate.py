@@ -48,6 +48,7 @@ import phonenumbers
 import pyarrow as arrow
 import pyarrow.compute as pc
 
+from etl import wire
 from etl.definition import ColumnRef, EventSpec
 
 REJECT_RULE = "reject_rule"
@@ -113,13 +114,6 @@ def _text(values: pd.Series) -> pd.Series:
     """Trimmed text of any column, blanks as missing."""
     text = values.astype("string").str.strip()
     return text.where(text.ne(""))
-
-
-def _present(values: pd.Series) -> pd.Series:
-    """True where a value is non-null and, if text, non-blank."""
-    if pd.api.types.is_string_dtype(values.dtype) or values.dtype == object:
-        return _text(values).notna()
-    return values.notna()
 
 
 def _quote(values: pd.Series) -> pd.Series:
@@ -330,6 +324,63 @@ def _plain_emails(text: pd.Series) -> pd.Series:
     return _series(result, text.index).astype("string")
 
 
+def _identity_check(have: dict[str, np.ndarray], rows: int) -> _Check:
+    """external_id, or else exactly one of email / phone_number (SPEC §5)."""
+    none = np.zeros(rows, dtype=bool)
+    ext, email, phone = (have.get(n, none) for n in wire.CUSTOMER_IDENTIFIERS)
+    both = ~ext & email & phone
+    neither = ~ext & ~email & ~phone
+
+    def reasons(positions: np.ndarray) -> pd.Series:
+        return pd.Series(
+            np.where(
+                both[positions],
+                "has both email and phone_number but no external_id",
+                "has no external_id, email or phone_number",
+            )
+        )
+
+    return _Check(~(both | neither), reasons)
+
+
+def _external_id_check(raw: pd.Series) -> tuple[pd.Series, _Check, np.ndarray]:
+    """(normalised text, check, present): a value of the wrong kind is present but fails."""
+    text, ok = _id_text(raw, allow_whole_floats=True)
+    text = text.where(text.ne("")).astype("string")
+    present = _mask(raw.notna() & (text.notna() | ~ok))
+    check = _Check(
+        _mask(ok & text.str.len().le(MAX_LENGTH).fillna(True)),
+        _sentences("external_id {} is not a string of at most 255 characters", raw),
+    )
+    return text, check, present
+
+
+def _phone_check(text: pd.Series, region: str | None) -> tuple[pd.Series, _Check]:
+    """E.164 as it is, else what phonenumbers makes of each distinct leftover value."""
+    plain = _mask(text.str.fullmatch(_E164_PLAIN))
+    e164 = text.where(plain)
+    rest = text.notna().to_numpy() & ~plain
+    if rest.any():
+        e164[rest] = _per_distinct(text[rest], lambda v: _phone(v, region)).to_numpy(dtype=object)
+    failed = text.notna().to_numpy() & e164.isna().to_numpy()
+    return e164, _Check(~failed, _sentences("phone_number {} is not E.164", text))
+
+
+def _email_check(text: pd.Series) -> tuple[pd.Series, _Check]:
+    """The fast path's addresses, else email-validator's verdict per distinct leftover value."""
+    address = _plain_emails(text)
+    rest = text.notna().to_numpy() & address.isna().to_numpy()
+    why = pd.Series(pd.NA, index=text.index, dtype="string")
+    if rest.any():
+        result = _per_distinct(text[rest], _email)
+        address[rest] = [r[0] for r in result]
+        why[rest] = [r[1] for r in result]
+    quoted = _sentences("email {} is not a valid address: ", text)
+    return address, _Check(
+        why.isna().to_numpy(), lambda p: quoted(p) + why.iloc[p].reset_index(drop=True)
+    )
+
+
 _NESTED = (list, dict, tuple, set, np.ndarray)
 #: What pandas calls object columns holding one kind of flat value (nothing to check).
 _FLAT_KINDS = {"string", "empty", "integer", "boolean", "date", "datetime"}
@@ -430,71 +481,24 @@ class Validator:
     def _identity(
         self, chunk: pd.DataFrame, normal: dict[str, pd.Series], checks: dict[str, _Check]
     ) -> None:
-        rows = len(chunk)
-        none = np.zeros(rows, dtype=bool)
-        texts = {n: _text(chunk[c]) for n, c in self.identifiers.items() if n != "external_id"}
-        have = {n: text.notna().to_numpy() for n, text in texts.items()}
-        if "external_id" in self.identifiers:
-            have["external_id"] = _present(chunk[self.identifiers["external_id"]]).to_numpy(
-                dtype=bool
+        """The identifier rules; each identifier column normalised in `normal`."""
+        columns = self.identifiers
+        have: dict[str, np.ndarray] = {}
+        if wire.EXTERNAL_ID in columns:
+            column = columns[wire.EXTERNAL_ID]
+            normal[column], checks["external_id"], have[wire.EXTERNAL_ID] = _external_id_check(
+                chunk[column]
             )
-        ext, email, phone = (have.get(n, none) for n in ("external_id", "email", "phone_number"))
-        both = ~ext & email & phone
-
-        def identity(positions: np.ndarray) -> pd.Series:
-            return pd.Series(
-                np.where(
-                    both[positions],
-                    "has both email and phone_number but no external_id",
-                    "has no external_id, email or phone_number",
-                )
-            )
-
-        checks["customer_identity"] = _Check(~(both | (~ext & ~email & ~phone)), identity)
-        if "external_id" in self.identifiers:
-            column = self.identifiers["external_id"]
-            text, ok = _id_text(chunk[column], allow_whole_floats=True)
-            text = text.where(text.ne("")).astype("string")
-            normal[column] = text
-            checks["external_id"] = _Check(
-                _mask(ok & text.str.len().le(MAX_LENGTH).fillna(True)),
-                _sentences(
-                    "external_id {} is not a string of at most 255 characters", chunk[column]
-                ),
-            )
-        if "phone_number" in self.identifiers:
-            column = self.identifiers["phone_number"]
-            text = texts["phone_number"]
-            plain = _mask(text.str.fullmatch(_E164_PLAIN))
+        if wire.PHONE_NUMBER in columns:
+            text = _text(chunk[columns[wire.PHONE_NUMBER]])
+            have[wire.PHONE_NUMBER] = text.notna().to_numpy()
             region = self.event.customer.default_region
-            e164 = text.where(plain)
-            rest = text.notna().to_numpy() & ~plain
-            if rest.any():
-                e164[rest] = _per_distinct(text[rest], lambda v: _phone(v, region)).to_numpy(
-                    dtype=object
-                )
-            normal[column] = e164
-            checks["phone_number"] = _Check(
-                ~(text.notna().to_numpy() & e164.isna().to_numpy()),
-                _sentences("phone_number {} is not E.164", text),
-            )
-        if "email" in self.identifiers:
-            column = self.identifiers["email"]
-            normal[column], checks["email"] = self._email(texts["email"])
-
-    @staticmethod
-    def _email(text: pd.Series) -> tuple[pd.Series, _Check]:
-        address = _plain_emails(text)
-        rest = text.notna().to_numpy() & address.isna().to_numpy()
-        why = pd.Series(pd.NA, index=text.index, dtype="string")
-        if rest.any():
-            result = _per_distinct(text[rest], _email)
-            address[rest] = [r[0] for r in result]
-            why[rest] = [r[1] for r in result]
-        quoted = _sentences("email {} is not a valid address: ", text)
-        return address, _Check(
-            why.isna().to_numpy(), lambda p: quoted(p) + why.iloc[p].reset_index(drop=True)
-        )
+            normal[columns[wire.PHONE_NUMBER]], checks["phone_number"] = _phone_check(text, region)
+        if wire.EMAIL in columns:
+            text = _text(chunk[columns[wire.EMAIL]])
+            have[wire.EMAIL] = text.notna().to_numpy()
+            normal[columns[wire.EMAIL]], checks["email"] = _email_check(text)
+        checks["customer_identity"] = _identity_check(have, len(chunk))
 
     def _properties(self, chunk: pd.DataFrame) -> _Check:
         problems: dict[str, pd.Series] = {}

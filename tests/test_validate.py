@@ -326,3 +326,23 @@ def test_phone_rule_is_exact_e164(phones: list[str]) -> None:
             assert re.fullmatch(r"\+[1-9]\d{1,14}", split.valid.loc[position, "phone"])
         if re.fullmatch(r"\+[1-9]\d{7,14}", phone):
             assert split.valid.loc[position, "phone"] == phone
+
+
+def test_blank_external_id_is_absent_and_a_bool_one_is_rejected() -> None:
+    chunk = pd.DataFrame(
+        {
+            "cid": ["  ", True, None],
+            "email": [None, "a@b.com", None],
+            "phone": [None] * 3,
+            "name": ["e"] * 3,
+            "ts": ["2024-03-01"] * 3,
+            "n": [1] * 3,
+        }
+    )
+    split = Validator(EVENT).split(chunk)
+    assert split.valid.empty
+    assert split.rejects[[REJECT_RULE, REJECT_REASON]].values.tolist() == [
+        ["customer_identity", "has no external_id, email or phone_number"],
+        ["external_id", "external_id 'True' is not a string of at most 255 characters"],
+        ["customer_identity", "has no external_id, email or phone_number"],
+    ]
