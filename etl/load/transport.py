@@ -65,7 +65,8 @@ class _Connection:
             elif isinstance(event, h11.EndOfMessage):
                 break
             elif isinstance(event, h11.ConnectionClosed):
-                raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+                message = "Server disconnected without sending a response."
+                raise httpx.RemoteProtocolError(message, request=request)
         assert head is not None  # h11 yields a Response before EndOfMessage
         return httpx.Response(
             head.status_code,
@@ -119,7 +120,8 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                     response = await connection.exchange(request, body)
             except TimeoutError:
                 connection.close()
-                raise httpx.ReadTimeout("timed out waiting for the answer", request=request)
+                message = f"no answer within {self._timeout:g} s"
+                raise httpx.ReadTimeout(message, request=request) from None
             except h11.ProtocolError as exc:
                 connection.close()
                 raise httpx.RemoteProtocolError(str(exc), request=request) from exc
