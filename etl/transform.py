@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import gc
 import hashlib
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import repeat
 from typing import Any
 
@@ -363,7 +365,22 @@ class Transformer:
         blake2b = hashlib.blake2b
         hashes = [blake2b(data, digest_size=16).hexdigest() for data in bodies]
         cursors = _cursor_values(valid[self.cursor]) if self.cursor else repeat(None)
-        return list(map(Event, ids.to_pylist(), bodies, hashes, cursors))
+        with _collector_paused():
+            return list(map(Event, ids.to_pylist(), bodies, hashes, cursors))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a chunk's Events are made: they hold no
+    cycles, yet 50,000 new objects set off collections that walk every live object
+    (about a sixth of the transform's time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _name_key(spec: str | ColumnRef, valid: pd.DataFrame) -> arrow.Array | str:
