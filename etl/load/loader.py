@@ -280,21 +280,10 @@ class Loader:
                 stats.count("timeout" if isinstance(exc, httpx.TimeoutException) else "connection")
                 verdict, error = Verdict.RETRY, transport_error(exc)
             else:
-                stats.count(response.status_code)
-                verdict = classify(response.status_code)
+                verdict = self._observe(response, failures)
                 if verdict is Verdict.AUTH:
                     await credentials.refused(generation)
                     continue
-                if verdict is Verdict.THROTTLED:
-                    stats.http_429 += 1
-                    limiter.throttled()
-                    limiter.pause(throttle_reset(response.headers) or backoff(failures + 1))
-                else:
-                    credentials.accepted()
-                    if (spent := quota_spent(response.headers)) is not None:
-                        limiter.pause(spent)
-                    else:
-                        limiter.clean()
                 if verdict is Verdict.DELIVERED:
                     return Outcome(event, Status.DELIVERED, attempts)
                 if verdict is Verdict.REJECTED:
@@ -305,6 +294,24 @@ class Loader:
                 return Outcome(event, Status.FAILED, attempts, error)
             if verdict is Verdict.RETRY:
                 await asyncio.sleep(backoff(failures))
+
+    def _observe(self, response: httpx.Response, failures: int) -> Verdict:
+        """Count an answer and let the limiter and the credentials learn from it."""
+        stats, limiter = self.stats, self._limiter
+        stats.count(response.status_code)
+        verdict = classify(response.status_code)
+        if verdict is Verdict.THROTTLED:
+            stats.http_429 += 1
+            limiter.throttled()
+            limiter.pause(throttle_reset(response.headers) or backoff(failures + 1))
+        elif verdict is not Verdict.AUTH:
+            self._credentials.accepted()
+            spent = quota_spent(response.headers)
+            if spent is None:
+                limiter.clean()
+            else:
+                limiter.pause(spent)
+        return verdict
 
 
 async def _to_the_end(awaitable: Awaitable[Any]) -> None:
