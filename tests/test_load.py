@@ -358,3 +358,31 @@ def test_an_answer_slower_than_the_timeout_is_retried(sandbox: Callable[..., Any
     assert by_id(server.events(STORE)) == by_id(bodies)
     assert stats.status_counts["timeout"] == stats.retries > 0
     assert stats.status_counts[200] == 30
+
+
+def test_a_freshly_generated_token_that_is_refused_too_aborts_the_run(
+    serve: Callable[[Starlette], str],
+) -> None:
+    calls: Counter[str] = Counter()
+
+    async def refuse(request: Request) -> Response:
+        calls["events"] += 1
+        return Response(b'{"error": {"message": "invalid token"}}', 401)
+
+    async def issue(request: Request) -> Response:
+        calls["tokens"] += 1
+        return Response(b'{"access_token": "issued-but-useless"}', 200)
+
+    app = Starlette(
+        routes=[
+            Route(wire.DEFAULT_PATH, refuse, methods=["POST"]),
+            Route(wire.ACCESS_TOKEN_PATH, issue, methods=["POST"]),
+        ]
+    )
+    dest = destination(base_url=serve(app), token="old", secret="the-secret")
+    with pytest.raises(AuthError, match=r"token just generated .* \(HTTP 401\)") as raised:
+        deliver(dest, make_events([body(n) for n in range(100)]))
+
+    assert "issued-but-useless" not in str(raised.value) and "the-secret" not in str(raised.value)
+    assert calls["tokens"] == 1
+    assert calls["events"] <= 2 * 8 + 2  # the old token's requests in flight, then the new one's

@@ -96,8 +96,8 @@ class _Credentials:
         """The API took the current token."""
         self._accepted = True
 
-    async def refused(self, generation: int) -> None:
-        """A request sent with token `generation` got 401/403: renew it or raise AuthError.
+    async def refused(self, generation: int, status: int) -> None:
+        """A request sent with token `generation` got `status` 401/403: renew or raise AuthError.
 
         Concurrent refusals of the same token cause one renewal; the others find the
         generation moved on and simply retry with the new token.
@@ -108,13 +108,14 @@ class _Credentials:
             store = self._destination.store_id
             if self._secret is None:
                 raise AuthError(
-                    f"the API refused the token for store {store!r} (HTTP 401/403) and no secret "
+                    f"the API refused the token for store {store!r} (HTTP {status}) and no secret "
                     "is configured to generate a new one; fix destination.token and rerun"
                 )
             if self._renewed and not self._accepted:
                 raise AuthError(
-                    f"the API refused the token just generated for store {store!r}; the secret "
-                    "may belong to another store; check destination.store_id and secret"
+                    f"the API refused the token just generated for store {store!r} "
+                    f"(HTTP {status}); the secret may belong to another store; "
+                    "check destination.store_id and secret"
                 )
             await self._renew()
 
@@ -282,7 +283,7 @@ class Loader:
             else:
                 verdict = self._observe(response, failures)
                 if verdict is Verdict.AUTH:
-                    await credentials.refused(generation)
+                    await credentials.refused(generation, response.status_code)
                     continue
                 if verdict is Verdict.DELIVERED:
                     return Outcome(event, Status.DELIVERED, attempts)
