@@ -208,7 +208,9 @@ def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
 def _parse_each(raw: pd.Series, timezone: str) -> pd.Series:
     """Mixed columns: aware and naive strings parsed apart; Python datetimes as such."""
     result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
-    text = raw.map(lambda v: v.isoformat() if hasattr(v, "isoformat") else v, na_action="ignore")
+    text = raw.astype(object).map(
+        lambda v: v.isoformat() if hasattr(v, "isoformat") else v, na_action="ignore"
+    )
     text = text.where(text.map(type, na_action="ignore").eq(str)).astype("string").str.strip()
     iso = text.str.contains(_ISO_START, regex=True).fillna(False)
     aware = iso & text.str.contains(_AWARE, regex=True).fillna(False)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.definition import EventSpec
+from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
 
 EVENT = EventSpec.model_validate(
@@ -346,3 +347,10 @@ def test_blank_external_id_is_absent_and_a_bool_one_is_rejected() -> None:
         ["external_id", "external_id 'True' is not a string of at most 255 characters"],
         ["customer_identity", "has no external_id, email or phone_number"],
     ]
+
+
+def test_empty_chunk_gives_empty_split_and_no_events() -> None:
+    split = Validator(EVENT).split(pd.DataFrame([GOOD]).iloc[:0])
+    assert split.valid.empty
+    assert list(split.rejects.columns) == [*GOOD, REJECT_RULE, REJECT_REASON]
+    assert Transformer(EVENT, "store").to_events(split.valid) == []
