@@ -25,7 +25,8 @@ Decisions where SPEC is silent:
   certainly accepts are matched by one regex; the rest go to email-validator. The
   local part is kept, the domain lower-cased.
 - An invalid email or phone rejects the row even when external_id is present.
-- properties: nested lists/objects and infinite floats (JSON has no inf) are rejected.
+- properties: nested lists/objects and infinite numbers (JSON has no inf; orjson would
+  send null) are rejected; NaN/None/NA are left for the transform to omit.
 - `event.id.column` values (rule `id`): non-empty strings <= 255 (integers as decimal
   strings); a row whose id is missing is rejected.
 """
