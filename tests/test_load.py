@@ -386,3 +386,48 @@ def test_a_freshly_generated_token_that_is_refused_too_aborts_the_run(
     assert "issued-but-useless" not in str(raised.value) and "the-secret" not in str(raised.value)
     assert calls["tokens"] == 1
     assert calls["events"] <= 2 * 8 + 2  # the old token's requests in flight, then the new one's
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        pytest.param(
+            b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"id": "x"}',
+            (200, b'{"id": "x"}'),
+            id="closed-by-the-server",
+        ),
+        pytest.param(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 2\r\n\r\nok",
+            (201, b"ok"),
+            id="informational-first",
+        ),
+        pytest.param(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", httpx.RemoteProtocolError, id="not-http"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
+            httpx.RemoteProtocolError,
+            id="cut-short",
+        ),
+    ],
+)
+def test_the_transport_reads_raw_answers_exactly(answer: bytes, expected: Any) -> None:
+    async def main() -> tuple[int, bytes]:
+        async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            async with httpx.AsyncClient(transport=KeepAliveTransport(1, timeout=5.0)) as client:
+                response = await client.post(f"http://127.0.0.1:{port}/x", content=b"")
+            return response.status_code, response.content
+        finally:
+            server.close()
+
+    if isinstance(expected, tuple):
+        assert asyncio.run(main()) == expected
+    else:
+        with pytest.raises(expected):
+            asyncio.run(main())
