@@ -21,6 +21,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,6 +43,8 @@ from etl.validate import REJECT_REASON, REJECT_RULE, Validator
 
 #: Reject examples kept per rule for `etl validate`.
 EXAMPLES_PER_RULE = 3
+#: Failed events of earlier runs are read back from state this many at a time.
+RETRY_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -239,8 +242,9 @@ class _Run:
         self.quarantine.write(prepared.rejects)
         for rule, lines in prepared.examples.items():
             self.examples.setdefault(rule, []).extend(lines)
-        for event, label in zip(prepared.events, prepared.labels, strict=True):
-            self.origins[event.id] = (prepared.chunk, label)
+        if self.mode == "run":  # only a real run can be refused by the API and need the row
+            for event, label in zip(prepared.events, prepared.labels, strict=True):
+                self.origins[event.id] = (prepared.chunk, label)
 
     async def _prepared_chunks(self) -> AsyncIterator[_Prepared]:
         """Prepare chunks one ahead of the consumer, in a worker thread."""
@@ -266,15 +270,21 @@ class _Run:
         finally:
             producer.cancel()
 
-    async def _events(self) -> AsyncIterator[Event]:
+    async def _batches(self) -> AsyncIterator[list[Event]]:
         """Failed events of earlier runs first, then the source's new or changed events."""
         if self.state is not None and not self.options.full_refresh:
-            for event in self.state.failed_events(self.pipeline.name):
-                self.retry_ids.add(event.id)
-                self.report.retried_from_last_run += 1
-                yield event
+            failed = self.state.failed_events(self.pipeline.name)
+            while batch := list(islice(failed, RETRY_BATCH)):
+                self.retry_ids.update(event.id for event in batch)
+                self.report.retried_from_last_run += len(batch)
+                yield batch
         async for prepared in self._prepared_chunks():
-            for event in prepared.events:
+            yield prepared.events
+
+    async def _events(self) -> AsyncIterator[Event]:
+        """`_batches` one event at a time, as the loader's workers take them."""
+        async for batch in self._batches():
+            for event in batch:
                 yield event
 
     async def _on_outcome(self, outcome: Outcome) -> None:
@@ -313,12 +323,14 @@ class _Run:
                 self.report.pause_429_s = stats.pause_429_s
 
     async def _dry_run(self) -> None:
-        async for event in self._events():
+        """Whole batches at a time: a dry run is the benchmark of everything but HTTP."""
+        async for batch in self._batches():
             if self.output is not None:
-                self.output.write(event.body + b"\n")
-            self.report.written += 1
-            self.watermark.done(event.cursor)
-            self.origins.pop(event.id, None)
+                self.output.writelines(event.body + b"\n" for event in batch)
+            self.report.written += len(batch)
+            cursors = [event.cursor for event in batch if event.cursor is not None]
+            if cursors:
+                self.watermark.done(max(cursors))
             self.progress.tick()
 
     async def _validate(self) -> None:
