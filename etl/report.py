@@ -41,6 +41,8 @@ class RunReport:
     requests: int = 0
     http_retries: int = 0
     http_429: int = 0
+    read_s: float = 0.0  # time spent reading the source (worker thread)
+    prepare_s: float = 0.0  # time spent validating, transforming and diffing (worker thread)
     limiter_wait_s: float = 0.0
     pause_429_s: float = 0.0
     duration_s: float = 0.0
@@ -95,7 +97,11 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
             ("paused by 429 (s)", f"{report.pause_429_s:.1f}"),
             ("achieved requests/s", f"{report.requests_per_s:.2f}"),
         ]
-    rows.append(("duration (s)", f"{report.duration_s:.1f}"))
+    rows += [
+        ("reading source (s)", f"{report.read_s:.1f}"),
+        ("validating + transforming (s)", f"{report.prepare_s:.1f}"),
+        ("duration (s)", f"{report.duration_s:.1f}"),
+    ]
     if report.watermark is not None:
         rows.append(("watermark", report.watermark))
     if report.quarantine_file:
