@@ -6,10 +6,14 @@ Rate limiting and the API's rate-limit headers are in test_load_limits.py.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -107,21 +111,26 @@ def deliver(
 
 
 @pytest.fixture
-def serve() -> Iterator[Callable[[Starlette], str]]:
-    """Serve an app with uvicorn on a free loopback port in a thread; yields its base URL."""
+def serve() -> Iterator[Callable[..., str]]:
+    """Serve an app with uvicorn on a free loopback port in a thread; yields its base URL.
+
+    `serve(app)` for plain HTTP; `serve(app, ssl_certfile=..., ssl_keyfile=...)` for TLS.
+    """
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(app: Starlette) -> str:
+    def start(app: Starlette, **options: Any) -> str:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.bind(("127.0.0.1", 0))
         sock.listen(64)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", **options)
+        server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         servers.append((server, thread))
         while not server.started:
             threading.Event().wait(0.01)
-        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+        scheme = "https" if "ssl_certfile" in options else "http"
+        return f"{scheme}://127.0.0.1:{sock.getsockname()[1]}"
 
     yield start
     for server, thread in servers:
@@ -431,3 +440,31 @@ def test_the_transport_reads_raw_answers_exactly(answer: bytes, expected: Any) -
     else:
         with pytest.raises(expected):
             asyncio.run(main())
+
+
+def test_the_transport_speaks_tls(serve: Callable[..., str], tmp_path: Path) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+
+    async def post(request: Request) -> Response:
+        return Response(await request.body(), media_type="application/json")
+
+    app = Starlette(routes=[Route("/echo", post, methods=["POST"])])
+    base_url = serve(app, ssl_certfile=str(cert), ssl_keyfile=str(key))
+    trusted = ssl.create_default_context(cafile=str(cert))
+
+    async def main() -> list[bytes]:
+        transport = KeepAliveTransport(1, timeout=5.0, ssl_context=trusted)
+        async with httpx.AsyncClient(transport=transport) as client:
+            answers = [await client.post(f"{base_url}/echo", content=b"%d" % n) for n in (1, 2)]
+        return [answer.content for answer in answers]
+
+    assert base_url.startswith("https://")
+    assert asyncio.run(main()) == [b"1", b"2"]

@@ -5,7 +5,7 @@ class of machine, and its pool scans every connection for every request, so 64
 connections cost 3 ms: the client, not the API, would cap an unthrottled load at
 ~1,100 events/s. This transport keeps what the loader needs and nothing else: a
 pool of asyncio stream connections per origin, one request at a time on each,
-TLS through `ssl`, and httpx's exception classes, so the retry rules see what they
+TLS with httpx's SSL context, and httpx's exception classes, so the retry rules see what they
 would see with httpcore. It plugs in below `httpx.AsyncClient`, so the loader's
 code (and a test's ASGITransport) is unchanged.
 
@@ -27,9 +27,6 @@ from collections import defaultdict
 import httpx
 
 Origin = tuple[str, str, int]
-
-#: Bytes read from the socket at a time.
-READ_SIZE = 65_536
 
 
 class _Connection:
@@ -104,11 +101,13 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         client = httpx.AsyncClient(transport=KeepAliveTransport(64, timeout=30.0))
     """
 
-    def __init__(self, max_connections: int, timeout: float) -> None:
+    def __init__(
+        self, max_connections: int, timeout: float, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._timeout = timeout
         self._slots = asyncio.Semaphore(max_connections)
         self._idle: defaultdict[Origin, list[_Connection]] = defaultdict(list)
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl = ssl_context  # None: httpx's, made on the first https connection
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -132,9 +131,13 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
                 connection.close()
                 message = f"no answer within {self._timeout:g} s"
                 raise httpx.ReadTimeout(message, request=request) from None
-            except (EOFError, asyncio.LimitOverrunError, ValueError) as exc:
+            except EOFError as exc:
                 connection.close()
-                message = "the server closed the connection or answered something not HTTP/1.1"
+                message = "the server disconnected without sending a complete answer"
+                raise httpx.RemoteProtocolError(message, request=request) from exc
+            except (asyncio.LimitOverrunError, ValueError) as exc:
+                connection.close()
+                message = "the server's answer is not HTTP/1.1"
                 raise httpx.RemoteProtocolError(message, request=request) from exc
             except OSError as exc:
                 connection.close()
@@ -152,7 +155,7 @@ class KeepAliveTransport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         context = None
         if scheme == "https":
-            context = self._ssl = self._ssl or ssl.create_default_context()
+            context = self._ssl = self._ssl or httpx.create_ssl_context()  # httpx's CA bundle
         try:
             async with asyncio.timeout(self._timeout):
                 reader, writer = await asyncio.open_connection(host, port, ssl=context)
