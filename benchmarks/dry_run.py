@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -73,16 +72,20 @@ def main() -> None:
     output = DATA / "dry_run.jsonl"
     report_file = DATA / "dry_run_report.json"
     started = time.monotonic()
-    result = subprocess.run(
+    child = subprocess.Popen(
         [sys.executable, "-m", "etl", "run", str(pipeline), "--dry-run", "--output", str(output),
          "--report-json", str(report_file)],
-        capture_output=True, text=True, env={**os.environ, "TERM": "dumb"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "TERM": "dumb"},
     )
+    stderr = child.stderr.read() if child.stderr else ""
+    # wait4 gives this child's own peak, not the largest of every child this process ran.
+    _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.monotonic() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    if result.returncode not in (0, 1):
-        print(result.stderr)
-        raise SystemExit(f"dry run failed with exit {result.returncode}")
+    returncode = child.returncode = os.waitstatus_to_exitcode(status)  # reaped: tell Popen
+    peak_mb = usage.ru_maxrss / 1024
+    if returncode not in (0, 1):
+        print(stderr)
+        raise SystemExit(f"dry run failed with exit {returncode}")
     lines = sum(1 for _ in output.open("rb"))
     print(f"dry run: {ROWS:,} rows -> {lines:,} bodies in {elapsed:.1f}s "
           f"= {ROWS / elapsed:,.0f} rows/s end to end (process start included); peak RSS {peak_mb:,.0f} MB")

@@ -216,14 +216,18 @@ class _Run:
         examples: dict[str, list[str]] = {}
         customer = self.pipeline.event.customer
         for rule, group in rejects.groupby(REJECT_RULE, sort=False):
-            wanted = EXAMPLES_PER_RULE - len(self.examples.get(str(rule), []))
-            for _, row in group.head(max(wanted, 0)).iterrows():
+            shown = set(self.examples.get(str(rule), []))  # distinct examples teach more
+            for _, row in group.drop_duplicates(REJECT_REASON).iterrows():
+                if len(shown) >= EXAMPLES_PER_RULE:
+                    break
                 reason = str(row[REJECT_REASON])
                 for column, mask in ((customer.email, mask_email), (customer.phone_number, mask_phone)):
                     value = row.get(column) if column else None
                     if isinstance(value, str) and value:
                         reason = reason.replace(value.strip(), mask(value.strip()))
-                examples.setdefault(str(rule), []).append(reason)
+                if reason not in shown:
+                    shown.add(reason)
+                    examples.setdefault(str(rule), []).append(reason)
         return examples
 
     # -- the async side -----------------------------------------------------------

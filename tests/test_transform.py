@@ -243,3 +243,12 @@ def test_decimal_nan_is_omitted_and_infinity_rejected() -> None:
     assert split.rejects[REJECT_REASON].tolist() == ["property 'price' is not a finite number"]
     (event,) = Transformer(TYPED, "store").to_events(split.valid)
     assert "price" not in orjson.loads(event.body)["properties"]
+
+
+def test_the_readme_worked_example_of_an_id() -> None:
+    assert canonical(["s-1", "shopify_backfill", "order_shipped", "o-17"]) == (
+        b"s3:s-1s16:shopify_backfills13:order_shippeds4:o-17"
+    )
+    assert event_id("s-1", "shopify_backfill", "order_shipped", ["o-17"]) == (
+        "abe9c465-eb75-5602-a766-3713da7a0bed"
+    )

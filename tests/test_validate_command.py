@@ -1,0 +1,70 @@
+"""`etl validate` as a user runs it: the reject table, masked examples, quarantine file, exit code."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+
+def write_project(root: Path, rows: list[dict[str, object]]) -> Path:
+    pd.DataFrame(rows).to_csv(root / "signups.csv", index=False)
+    file = root / "signups.yaml"
+    file.write_text(yaml.safe_dump({
+        "name": "signups",
+        "source": {"type": "csv", "path": "signups.csv"},
+        "event": {
+            "source": "crm_export",
+            "event_name": "Signed Up",
+            "occurred_at": "signed_up_at",
+            "customer": {"email": "email", "phone_number": "phone"},
+        },
+        "destination": {"store_id": "s-1", "token": "${YOTPO_TOKEN}"},
+    }))
+    return file
+
+
+def validate(file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "etl", "validate", str(file)], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "YOTPO_TOKEN": "secret-token-value", "COLUMNS": "200"},
+    )
+
+
+def row(email: str = "", phone: str = "", when: str = "2024-03-01T10:00:00Z") -> dict[str, object]:
+    return {"email": email, "phone": phone, "signed_up_at": when}
+
+
+def test_rejects_are_tabled_by_rule_with_distinct_masked_examples_and_quarantined(tmp_path: Path) -> None:
+    rows = [row(email=f"ann{i}@shop.io") for i in range(5)]
+    rows += [row(email=f"bob{i}@@bad.example") for i in range(4)]
+    rows += [row(email="cy@shop.io", phone="+14155552671")] * 2
+    rows += [row(email="dee@shop.io", when="yesterday")]
+    result = validate(write_project(tmp_path, rows))
+
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    assert "signups: 12 rows read, 5 valid, 7 rejected" in out
+    table = {line.split("│")[1].strip(): line.split("│")[2].strip()
+             for line in out.splitlines() if line.count("│") >= 3 and line.split("│")[1].strip()}
+    assert table == {"email": "4", "customer_identity": "2", "occurred_at": "1"}
+    assert out.count("email 'b***@@bad.example' is not a valid address") == 1  # distinct, masked
+    assert "bob0" not in out and "+14155552671" not in out and "secret-token-value" not in out
+
+    quarantine = pd.read_csv(next((tmp_path / ".etl" / "rejects" / "signups").glob("*.csv")))
+    assert len(quarantine) == 7
+    assert quarantine.groupby("reject_rule").size().to_dict() == {
+        "customer_identity": 2, "email": 4, "occurred_at": 1}
+    assert set(quarantine.loc[quarantine["reject_rule"] == "email", "email"]) == {
+        f"bob{i}@@bad.example" for i in range(4)}  # the original values, for fixing
+
+
+def test_a_clean_source_exits_0_and_writes_no_quarantine(tmp_path: Path) -> None:
+    result = validate(write_project(tmp_path, [row(email="ann@Shop.IO"), row(phone="+447911123456")]))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "signups: 2 rows read, 2 valid, 0 rejected"
+    assert not (tmp_path / ".etl" / "rejects").exists()
