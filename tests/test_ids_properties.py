@@ -19,19 +19,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.definition import EventSpec, SourceSpec
+from specs import event_spec
 from etl.extract import open_extractor
 from etl.transform import Transformer, event_id
 from etl.validate import Validator
 
-EVENT = EventSpec.model_validate(
-    {
-        "source": "app",
-        "event_name": "e",
-        "occurred_at": "ts",
-        "customer": {"external_id": "cid"},
-        "properties": {"p": "p"},
-    }
-)
+EVENT = event_spec(properties={"p": "p"})
 ROWS = st.lists(
     st.tuples(
         st.integers(0, 10**12),
@@ -41,15 +34,7 @@ ROWS = st.lists(
     min_size=1,
     max_size=30,
 )
-KEYED = EventSpec.model_validate(
-    {
-        "source": "app",
-        "event_name": "e",
-        "occurred_at": "ts",
-        "id": {"key": ["k"]},
-        "customer": {"external_id": "cid"},
-    }
-)
+KEYED = event_spec(id={"key": ["k"]})
 #: Key values of every kind a source can give; one column mixes them all.
 KEYS = st.one_of(
     st.none(),
@@ -187,15 +172,9 @@ def test_csv_parquet_and_sqlite_give_the_same_events(tmp_path: Path) -> None:
     pq.write_table(arrow.Table.from_pandas(rows, preserve_index=False), tmp_path / "rows.parquet")
     with sqlite3.connect(tmp_path / "rows.sqlite") as connection:
         rows.to_sql("rows", connection, index=False)
-    event = EventSpec.model_validate(
-        {
-            "source": "app",
-            "event_name": "e",
-            "occurred_at": "ts",
-            "id": {"key": ["order_id", "items"]},
-            "customer": {"external_id": "cid"},
-            "properties": {"total": "total", "items": "items", "note": "note"},
-        }
+    event = event_spec(
+        id={"key": ["order_id", "items"]},
+        properties={"total": "total", "items": "items", "note": "note"},
     )
     sources = [
         {"type": "csv", "path": str(tmp_path / "rows.csv")},

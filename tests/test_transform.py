@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from etl.definition import EventSpec
+from specs import event_spec
 from etl.transform import NAMESPACE, Transformer, canonical, event_id
 from etl.validate import REJECT_REASON, Validator
 
@@ -202,15 +203,7 @@ def test_float_payloads_round_trip(value: float) -> None:
 
 
 def test_id_column_is_the_event_id_escaped_in_json() -> None:
-    event = EventSpec.model_validate(
-        {
-            "source": "app",
-            "event_name": "e",
-            "occurred_at": "ts",
-            "id": {"column": "ref"},
-            "customer": {"external_id": "cid"},
-        }
-    )
+    event = event_spec(id={"column": "ref"})
     frame = pd.DataFrame(
         {"ref": ['ord "1"', 42], "cid": ["c", "c"], "ts": ["2024-03-01", "2024-03-01"]}
     )

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.definition import EventSpec
+from specs import event_spec
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
 
@@ -245,15 +246,7 @@ def test_email_normalised(email: str, expected: str) -> None:
     test_normalise({"email": email}, "email", expected)
 
 
-ID_EVENT = EventSpec.model_validate(
-    {
-        "source": "app",
-        "event_name": "e",
-        "occurred_at": "ts",
-        "id": {"column": "ref"},
-        "customer": {"external_id": "cid"},
-    }
-)
+ID_EVENT = event_spec(id={"column": "ref"})
 
 
 def test_id_column_taken_as_is_and_missing_rejected() -> None:
