@@ -218,21 +218,30 @@ class Pipeline(_Frozen):
 
     def mapped_columns(self) -> list[str]:
         """Every source column the definition refers to, in a stable order, once each."""
+        return list(self.column_keys())
+
+    def column_keys(self) -> dict[str, str]:
+        """Every source column the definition refers to -> the key that names it first."""
         event = self.event
-        columns: list[str] = []
-        for value in (event.source, event.event_name):
-            if isinstance(value, ColumnRef):
-                columns.append(value.column)
-        columns.append(event.occurred_at)
-        columns.extend(event.customer.identifier_columns().values())
-        columns.extend(event.customer.properties.values())
-        columns.extend(event.properties.values())
-        columns.extend(event.id_key_columns())
+        references: list[tuple[str, str]] = [
+            (value.column, f"event.{key}.column")
+            for key, value in (("source", event.source), ("event_name", event.event_name))
+            if isinstance(value, ColumnRef)
+        ]
+        references.append((event.occurred_at, "event.occurred_at"))
+        customer = event.customer
+        references += [(c, f"event.customer.{n}") for n, c in customer.identifier_columns().items()]
+        references += [(c, f"event.customer.properties.{n}") for n, c in customer.properties.items()]
+        references += [(c, f"event.properties.{n}") for n, c in event.properties.items()]
+        references += [(c, f"event.id.key[{i}]") for i, c in enumerate(event.id.key or ())]
         if event.id.column:
-            columns.append(event.id.column)
+            references.append((event.id.column, "event.id.column"))
         if self.source.incremental:
-            columns.append(self.source.incremental.cursor)
-        return list(dict.fromkeys(columns))
+            references.append((self.source.incremental.cursor, "source.incremental.cursor"))
+        keys: dict[str, str] = {}
+        for column, key in references:
+            keys.setdefault(column, key)
+        return keys
 
 
 def substitute_variables(node: Any, key: str, problems: list[tuple[str, str]]) -> Any:

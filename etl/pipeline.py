@@ -64,13 +64,14 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """Parse a pipeline file and check that every mapped column exists in the source."""
     pipeline = parse_pipeline(path)
     available = set(open_extractor(pipeline.source).columns())
-    missing = [column for column in pipeline.mapped_columns() if column not in available]
+    has = ", ".join(sorted(available))
+    missing = [
+        (key, f"column {column!r} is not in the source (it has: {has})")
+        for column, key in pipeline.column_keys().items()
+        if column not in available
+    ]
     if missing:
-        raise DefinitionError(
-            pipeline.file,
-            [("event", f"column {name!r} is not in the source (it has: {', '.join(sorted(available))})")
-             for name in missing],
-        )
+        raise DefinitionError(pipeline.file, missing)
     return pipeline
 
 
