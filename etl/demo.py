@@ -14,7 +14,7 @@ from pathlib import Path
 
 from etl.redact import mask_body
 from etl.sandbox.app import SandboxConfig
-from etl.sandbox.process import start_sandbox
+from etl.sandbox.process import SandboxStartError, start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINES = ["orders_shipped", "subscriptions_renewed", "reviews_written"]
@@ -25,7 +25,11 @@ PORT = 8787
 
 def main() -> int:
     """Run the demo; exit 0 when every pipeline ran to its end (rejects are expected)."""
-    server = start_sandbox(SandboxConfig(rate_limit=5.0), port=PORT)
+    try:
+        server = start_sandbox(SandboxConfig(rate_limit=5.0), port=PORT)
+    except SandboxStartError as exc:  # most often: port 8787 is taken by another sandbox
+        print(f"demo: could not start the sandbox on 127.0.0.1:{PORT}: {exc}", file=sys.stderr)
+        return 3
     env = {**os.environ, "YOTPO_STORE_ID": STORE, "YOTPO_TOKEN": server.token}
     worst = 0
     try:

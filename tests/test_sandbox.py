@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import signal
 import threading
 import time
@@ -445,3 +447,14 @@ def test_the_token_bucket_counts_whole_tokens_and_rounds_reset_up() -> None:
     }
     bucket.refill(10.0)
     assert bucket.headers()["RateLimit-Remaining"] == "4" and bucket.reset_seconds() == 0
+
+
+def test_a_taken_port_is_one_clear_line_and_exit_2(sandbox) -> None:
+    port = httpx.URL(sandbox(rate_limit=None).base_url).port
+    result = subprocess.run(
+        [sys.executable, "-m", "etl", "sandbox", "--port", str(port)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -104,4 +104,7 @@ def sandbox_command(host: str, port: int, rate_limit: float, **options: object) 
         config = SandboxConfig(rate_limit=rate_limit or None, **options)  # type: ignore[arg-type]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
-    serve(config, host, port)
+    try:
+        serve(config, host, port)
+    except OSError as exc:  # the port is taken, or the host is not ours
+        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
