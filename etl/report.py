@@ -104,13 +104,13 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
     ]
     if report.watermark is not None:
         rows.append(("watermark", report.watermark))
-    if report.quarantine_file:
-        rows.append(("quarantine file", report.quarantine_file))
     if report.error:
         rows.append(("stopped because", report.error))
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
+    if report.quarantine_file:  # below the table, so a long path is never cut short
+        console.print(f"rejected rows with their reasons: {report.quarantine_file}", soft_wrap=True)
 
 
 class ProgressDisplay:

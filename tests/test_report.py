@@ -67,3 +67,12 @@ def test_quarantine_appends_with_a_fixed_header(tmp_path: Path) -> None:
         {"order_id": "o-2", "email": "", "reject_rule": "api", "reject_reason": "bad", "event_id": "e-2"},
     ]
     assert quarantine.rows == 2
+
+
+def test_summary_names_the_quarantine_file_in_full() -> None:
+    path = "/very/long/folder/name/that/would/not/fit/a/table/cell/.etl/rejects/orders/12.csv"
+    report = RunReport(pipeline="orders", quarantine_file=path)
+    report.reject("email")
+    out = io.StringIO()
+    print_summary(report, out)
+    assert f"rejected rows with their reasons: {path}\n" in out.getvalue()
