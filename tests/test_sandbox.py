@@ -395,7 +395,7 @@ def test_the_endpoint_path_is_configurable(sandbox) -> None:
 def test_a_sandbox_that_cannot_start_fails_clearly_with_its_stderr(sandbox) -> None:
     running = sandbox(rate_limit=None)
     port = int(running.base_url.rsplit(":", 1)[1])
-    with pytest.raises(SandboxStartError, match=r"exit code 1\)(?s:.*)Address already in use"):
+    with pytest.raises(SandboxStartError, match=r"exit code 2\)(?s:.*)cannot listen on .*Address already in use"):
         start_sandbox(SandboxConfig(), port=port)
 
 
