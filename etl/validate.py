@@ -376,8 +376,9 @@ def _email_check(text: pd.Series) -> tuple[pd.Series, _Check]:
     why = pd.Series(pd.NA, index=text.index, dtype="string")
     if rest.any():
         result = _per_distinct(text[rest], _email)
-        address[rest] = [r[0] for r in result]
-        why[rest] = [r[1] for r in result]
+        positions = np.flatnonzero(rest)  # by position: pandas 2.2 cannot mask-assign a list
+        address.iloc[positions] = [r[0] for r in result]
+        why.iloc[positions] = [r[1] for r in result]
     quoted = _sentences("email {} is not a valid address: ", text)
     return address, _Check(
         why.isna().to_numpy(), lambda p: quoted(p) + why.iloc[p].reset_index(drop=True)

@@ -277,7 +277,8 @@ def test_a_fail_rate_of_one_answers_500_and_stores_nothing(sandbox) -> None:
 
 def test_a_dropped_connection_gives_the_client_a_transport_error_and_no_status(sandbox) -> None:
     server = sandbox(rate_limit=None, drop_rate=1.0)
-    with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+    # A closed or a reset connection, by the server's timing (older uvicorn resets it).
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
         post(server, event())
     stats = server.stats(STORE)
     assert (stats["requests"], stats["status_counts"], stats["count"]) == (1, {"dropped": 1}, 0)
