@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 
 from etl.definition import EventSpec
-from specs import event_spec
 from etl.transform import NAMESPACE, Transformer, canonical, event_id
 from etl.validate import REJECT_REASON, Validator
+
+from specs import event_spec
 
 EVENT = EventSpec.model_validate(
     {

@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.definition import EventSpec
-from specs import event_spec
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+
+from specs import event_spec
 
 EVENT = EventSpec.model_validate(
     {
