@@ -31,7 +31,7 @@ import pandas as pd
 
 from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError, DefinitionError, RunInterrupted
-from etl.events import Event, Outcome, Status
+from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
 from etl.load import Loader
 from etl.quarantine import EVENT_ID, Quarantine
@@ -81,7 +81,7 @@ class _Prepared:
 
     chunk: pd.DataFrame
     labels: list[Any]  # original index label of each event
-    events: list[Event]
+    batch: EventBatch
     valid: int
     skipped: int
     rejects: pd.DataFrame
@@ -187,23 +187,26 @@ class _Run:
 
     def _prepare(self, chunk: pd.DataFrame) -> _Prepared:
         split = self.validator.split(chunk)
-        events = self.transformer.to_events(split.valid) if self.mode != "validate" else []
-        labels = list(split.valid.index) if events else []
+        batch = self.transformer.to_batch(split.valid) if self.mode != "validate" else EventBatch.of([])
+        labels = list(split.valid.index) if len(batch) else []
         skipped_cursors: list[Any] = []
-        if events and self.state is not None and not self.options.full_refresh:
-            known = self.state.known(self.pipeline.name, [event.id for event in events])
-            keep = [
-                i for i, event in enumerate(events)
-                if event.id not in self.retry_ids and not _unchanged(known.get(event.id), event)
-            ]
-            kept = set(keep)
-            skipped_cursors = [event.cursor for i, event in enumerate(events) if i not in kept]
-            events = [events[i] for i in keep]
-            labels = [labels[i] for i in keep]
+        if len(batch) and self.state is not None and not self.options.full_refresh:
+            ids = batch.ids.to_pylist()
+            known = self.state.known(self.pipeline.name, ids)
+            if known or self.retry_ids:
+                events = batch.events()  # objects only for a chunk that has a history
+                keep = [
+                    i for i, event in enumerate(events)
+                    if event.id not in self.retry_ids and not _unchanged(known.get(event.id), event)
+                ]
+                kept = set(keep)
+                skipped_cursors = [event.cursor for i, event in enumerate(events) if i not in kept]
+                batch = batch.take(keep)
+                labels = [labels[i] for i in keep]
         return _Prepared(
             chunk,
             labels,
-            events,
+            batch,
             valid=len(split.valid),
             skipped=len(skipped_cursors),
             rejects=split.rejects,
@@ -248,8 +251,8 @@ class _Run:
         for rule, lines in prepared.examples.items():
             self.examples.setdefault(rule, []).extend(lines)
         if self.mode == "run":  # only a real run can be refused by the API and need the row
-            for event, label in zip(prepared.events, prepared.labels, strict=True):
-                self.origins[event.id] = (prepared.chunk, label)
+            for event_id, label in zip(prepared.batch.ids.to_pylist(), prepared.labels, strict=True):
+                self.origins[event_id] = (prepared.chunk, label)
 
     async def _timed(self, counter: str, function: Any, *args: Any) -> Any:
         """Run a stage step in the worker thread and add its wall time to the report.
@@ -287,21 +290,21 @@ class _Run:
         finally:
             producer.cancel()
 
-    async def _batches(self) -> AsyncIterator[list[Event]]:
+    async def _batches(self) -> AsyncIterator[EventBatch]:
         """Failed events of earlier runs first, then the source's new or changed events."""
         if self.state is not None and not self.options.full_refresh:
             failed = self.state.failed_events(self.pipeline.name)
             while batch := list(islice(failed, RETRY_BATCH)):
                 self.retry_ids.update(event.id for event in batch)
                 self.report.retried_from_last_run += len(batch)
-                yield batch
+                yield EventBatch.of(batch)
         async for prepared in self._prepared_chunks():
-            yield prepared.events
+            yield prepared.batch
 
     async def _events(self) -> AsyncIterator[Event]:
         """`_batches` one event at a time, as the loader's workers take them."""
         async for batch in self._batches():
-            for event in batch:
+            for event in batch.events():
                 yield event
 
     async def _on_outcome(self, outcome: Outcome) -> None:
@@ -343,9 +346,9 @@ class _Run:
         """Whole batches at a time: a dry run is the benchmark of everything but HTTP."""
         async for batch in self._batches():
             if self.output is not None:
-                self.output.writelines(event.body + b"\n" for event in batch)
+                self.output.write(batch.jsonl())
             self.report.written += len(batch)
-            cursors = [event.cursor for event in batch if event.cursor is not None]
+            cursors = [cursor for cursor in batch.cursors or () if cursor is not None]
             if cursors:
                 self.watermark.done(max(cursors))
             self.progress.tick()

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from etl.definition import EventSpec
+from etl.events import EventBatch
 from etl.transform import NAMESPACE, Transformer, canonical, event_id
 from etl.validate import REJECT_REASON, Validator
 
@@ -246,3 +247,25 @@ def test_the_readme_worked_example_of_an_id() -> None:
     assert event_id("s-1", "shopify_backfill", "order_shipped", ["o-17"]) == (
         "abe9c465-eb75-5602-a766-3713da7a0bed"
     )
+
+
+def test_event_batch_lines_take_and_objects_agree() -> None:
+    frame = pd.DataFrame(
+        {
+            "cid": ["a", "b", "c", "d"],
+            "email": ["a@b.com", "c@d.com", "e@f.com", "g@h.com"],
+            "ts": ["2024-03-01T12:30:00Z"] * 4,
+            "fn": ["Ann", None, "Bo", "Cy"],
+            "total": [1.5, 2.0, float("nan"), 4.0],
+        }
+    )
+    batch = Transformer(EVENT, "store").to_batch(Validator(EVENT).split(frame).valid)
+    events = batch.events()
+    assert bytes(batch.jsonl()) == b"".join(event.body + b"\n" for event in events)
+    picked = batch.take([3, 1])
+    assert picked.events() == [events[3], events[1]]
+    assert bytes(picked.jsonl()) == events[3].body + b"\n" + events[1].body + b"\n"
+    sliced = EventBatch(batch.ids.slice(1, 2), batch.bodies.slice(1, 2))  # Arrow offset != 0
+    assert bytes(sliced.jsonl()) == events[1].body + b"\n" + events[2].body + b"\n"
+    assert bytes(EventBatch.of([]).jsonl()) == b""
+    assert EventBatch.of(events).events() == events
