@@ -35,7 +35,7 @@ def main() -> None:
         started = time.perf_counter()
         split = validator.split(chunk)
         middle = time.perf_counter()
-        events += len(transformer.to_events(split.valid))
+        events += len(transformer.to_batch(split.valid))
         validating += middle - started
         transforming += time.perf_counter() - middle
         rejects += len(split.rejects)

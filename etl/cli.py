@@ -7,6 +7,7 @@ It parses options, calls `etl.pipeline`, prints, and maps errors to exit codes:
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable
@@ -69,6 +70,9 @@ def main(verbose: bool) -> None:
     )
     # One line per request would drown the progress lines of a million-event run.
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # What the imports made lives as long as the process: out of the collector's sight,
+    # its full passes (during the run, and several at exit) stop walking 130,000 objects.
+    gc.freeze()
 
 
 @main.command("run")
