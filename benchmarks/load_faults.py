@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from benchmarks.load_throughput import STORE, deliver, destination, events
-from etl.sandbox.app import SandboxConfig
+from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import start_sandbox
 
 EVENTS = 2_000

@@ -25,7 +25,7 @@ import orjson
 from etl.definition import Destination
 from etl.events import Event, Outcome
 from etl.load import Loader, LoadStats
-from etl.sandbox.app import SandboxConfig
+from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import SandboxProcess, start_sandbox
 
 STORE = "bench-load"

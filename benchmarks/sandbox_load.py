@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from etl import wire
-from etl.sandbox.app import SandboxConfig
+from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import start_sandbox
 
 DURATION = 10.0

@@ -2,7 +2,7 @@
 
 Uses the same generated orders and pipeline as `benchmarks/dry_run.py`, read once into
 memory by the project's extractor (so the chunks have the dtypes a run sees), and times
-only `Validator.split` and `Transformer.to_events` (no I/O).
+only `Validator.split` and `Transformer.to_batch` (no I/O).
 Target: validate + transform together >= 350,000 rows/s on a 2-core machine, so that
 the end-to-end dry run can reach 200,000 rows/s.
 """

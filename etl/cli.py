@@ -24,7 +24,6 @@ from etl.errors import DefinitionError, EtlError
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import print_summary
 from etl.sandbox.command import sandbox_command
-from etl.state import StateStore
 
 PIPELINE = click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
 
@@ -149,6 +148,8 @@ def status_command(pipeline_file: str) -> int:
     Example:
       etl status pipelines/orders_shipped.yaml
     """
+    from etl.state import StateStore  # SQLAlchemy: a fifth of the start-up, only where used
+
     pipeline = parse_pipeline(pipeline_file)
     store = StateStore(pipeline.state_url)
     try:

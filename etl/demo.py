@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from etl.redact import mask_body
-from etl.sandbox.app import SandboxConfig
+from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import SandboxStartError, start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,7 +42,7 @@ class Event:
     the state store reads it, so a dry run without state never pays for the hashing).
     """
 
-    __slots__ = ("id", "body", "cursor", "_payload_hash")
+    __slots__ = ("_payload_hash", "body", "cursor", "id")
 
     def __init__(
         self, id: str, body: bytes, payload_hash: str | None = None, cursor: Any = None

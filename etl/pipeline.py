@@ -24,22 +24,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-import httpx
 import pandas as pd
 
 from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError, DefinitionError, RunInterrupted
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
-from etl.load import Loader
 from etl.quarantine import EVENT_ID, Quarantine
 from etl.redact import mask_email, mask_phone
 from etl.report import ProgressDisplay, RunReport
-from etl.state import StateStore
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+
+if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy
+    import httpx
+
+    from etl.state import StateStore
 
 #: Reject examples kept per rule for `etl validate`.
 EXAMPLES_PER_RULE = 3
@@ -148,6 +150,8 @@ class _Run:
     # -- set-up -------------------------------------------------------------------
     def _open_state(self) -> StateStore | None:
         """Validate and dry runs only read state, and only if it already exists."""
+        from etl.state import StateStore
+
         url = self.pipeline.state_url
         if self.mode == "run":
             return StateStore(url)
@@ -331,6 +335,8 @@ class _Run:
         )
 
     async def _load(self, client: httpx.AsyncClient | None) -> None:
+        from etl.load import Loader
+
         async with Loader(self.pipeline.destination, client=client) as loader:
             try:
                 await loader.deliver(self._events(), self._on_outcome)

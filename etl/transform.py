@@ -21,8 +21,9 @@ encoded in their NORMALISED form (E.164, trimmed email with lower-case domain, U
 Speed: `canonical` and `event_id` are the per-value reference; `Transformer` builds the
 same bytes column-wise with Arrow string kernels (typed columns) and falls back to the
 reference per value only for object columns that mix types. Bodies are assembled the
-same way from per-column JSON fragments (strings needing escapes go through orjson), so
-per row only the two hashes and the Event itself cost Python time.
+same way from per-column JSON fragments (strings needing escapes go through orjson), and
+leave as an `EventBatch` of Arrow columns, so per row only the SHA-1 of the id costs
+Python time.
 """
 
 from __future__ import annotations

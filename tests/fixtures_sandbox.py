@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from etl.sandbox.app import SandboxConfig
+from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import SandboxProcess, start_sandbox
 
 

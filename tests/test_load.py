@@ -32,7 +32,8 @@ from etl.events import Event, Outcome, Status
 from etl.load import Loader, LoadStats
 from etl.load.loader import MAX_CONSECUTIVE_FAILURES, _own_client
 from etl.load.transport import KeepAliveTransport
-from etl.sandbox.app import SandboxConfig, create_app
+from etl.sandbox.app import create_app
+from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import SandboxProcess
 
 STORE = "store-load"

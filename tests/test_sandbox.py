@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
-import signal
 import threading
 import time
 from pathlib import Path
@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from etl import wire
-from etl.sandbox.app import SandboxConfig, TokenBucket, create_app
+from etl.sandbox.app import TokenBucket, create_app
+from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import SandboxStartError, start_sandbox
 
 STORE = "store-1"

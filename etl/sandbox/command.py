@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from etl import wire
-from etl.sandbox.app import SandboxConfig
-from etl.sandbox.server import serve
+from etl.sandbox.config import SandboxConfig
 
 _DEFAULTS = SandboxConfig()
 
@@ -104,6 +103,8 @@ def sandbox_command(host: str, port: int, rate_limit: float, **options: object) 
         config = SandboxConfig(rate_limit=rate_limit or None, **options)  # type: ignore[arg-type]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    from etl.sandbox.server import serve  # uvicorn and Starlette load only for this command
+
     try:
         serve(config, host, port)
     except OSError as exc:  # the port is taken, or the host is not ours

@@ -22,7 +22,7 @@ from typing import IO, Any
 import httpx
 
 from etl.errors import EtlError
-from etl.sandbox.app import SandboxConfig
+from etl.sandbox.config import SandboxConfig
 
 STARTUP_TIMEOUT = 10.0
 _READY = re.compile(rb"sandbox listening on (http://\S+)")

@@ -6,7 +6,8 @@ import socket
 
 import uvicorn
 
-from etl.sandbox.app import SandboxConfig, create_app
+from etl.sandbox.app import create_app
+from etl.sandbox.config import SandboxConfig
 
 READY = "sandbox listening on http://{host}:{port}"
 
