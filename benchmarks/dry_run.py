@@ -105,7 +105,8 @@ def _peak_rss_mb(child: subprocess.Popen[bytes]) -> float:
             lines = status.read_text().splitlines()
         except OSError:  # exited between poll and read
             continue
-        peak_kib = max([peak_kib, *(int(line.split()[1]) for line in lines if line.startswith("VmHWM:"))])
+        high = (int(line.split()[1]) for line in lines if line.startswith("VmHWM:"))
+        peak_kib = max([peak_kib, *high])  # a zombie has no VmHWM line
         time.sleep(0.02)
     return peak_kib / 1024
 

@@ -1,4 +1,5 @@
-"""The values that flow between stages: an Event ready to send, and its Outcome.
+"""The values that flow between stages: a chunk's events (EventBatch), one Event ready
+to send, and its Outcome.
 
 Kept apart from every stage so that transform (which makes events), load (which
 sends them) and state (which records outcomes) depend on these types and not on
@@ -96,9 +97,10 @@ class EventBatch:
 
     def events(self) -> list[Event]:
         """Every event as an object, in order."""
+        ids, bodies = self.ids.to_pylist(), self.bodies.to_pylist()
         cursors = self.cursors if self.cursors is not None else repeat(None)
         with _collector_paused():
-            return list(map(Event, self.ids.to_pylist(), self.bodies.to_pylist(), repeat(None), cursors))
+            return list(map(Event, ids, bodies, repeat(None), cursors))
 
     def take(self, rows: Sequence[int]) -> EventBatch:
         """The events at these positions, in that order."""

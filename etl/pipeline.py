@@ -191,7 +191,8 @@ class _Run:
 
     def _prepare(self, chunk: pd.DataFrame) -> _Prepared:
         split = self.validator.split(chunk)
-        batch = self.transformer.to_batch(split.valid) if self.mode != "validate" else EventBatch.of([])
+        validating = self.mode == "validate"
+        batch = EventBatch.of([]) if validating else self.transformer.to_batch(split.valid)
         labels = list(split.valid.index) if len(batch) else []
         skipped_cursors: list[Any] = []
         if len(batch) and self.state is not None and not self.options.full_refresh:
@@ -255,7 +256,8 @@ class _Run:
         for rule, lines in prepared.examples.items():
             self.examples.setdefault(rule, []).extend(lines)
         if self.mode == "run":  # only a real run can be refused by the API and need the row
-            for event_id, label in zip(prepared.batch.ids.to_pylist(), prepared.labels, strict=True):
+            ids = prepared.batch.ids.to_pylist()
+            for event_id, label in zip(ids, prepared.labels, strict=True):
                 self.origins[event_id] = (prepared.chunk, label)
 
     async def _timed(self, counter: str, function: Any, *args: Any) -> Any:
