@@ -150,15 +150,14 @@ class _Run:
     # -- set-up -------------------------------------------------------------------
     def _open_state(self) -> StateStore | None:
         """Validate and dry runs only read state, and only if it already exists."""
-        from etl.state import StateStore
-
         url = self.pipeline.state_url
-        if self.mode == "run":
-            return StateStore(url)
         if self.mode == "validate":
             return None
-        if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        missing = url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
+        if self.mode != "run" and missing:
             return None
+        from etl.state import StateStore  # SQLAlchemy loads only when there is state
+
         return StateStore(url)
 
     def _window(self) -> Window | None:
