@@ -8,24 +8,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-
-def write_project(root: Path, rows: list[dict[str, object]]) -> Path:
-    pd.DataFrame(rows).to_csv(root / "signups.csv", index=False)
-    file = root / "signups.yaml"
-    file.write_text(yaml.safe_dump({
-        "name": "signups",
-        "source": {"type": "csv", "path": "signups.csv"},
-        "event": {
-            "source": "crm_export",
-            "event_name": "Signed Up",
-            "occurred_at": "signed_up_at",
-            "customer": {"email": "email", "phone_number": "phone"},
-        },
-        "destination": {"store_id": "s-1", "token": "${YOTPO_TOKEN}"},
-    }))
-    return file
+from specs import signups_project
 
 
 def validate(file: Path) -> subprocess.CompletedProcess[str]:
@@ -44,7 +28,7 @@ def test_rejects_are_tabled_by_rule_with_distinct_masked_examples_and_quarantine
     rows += [row(email=f"bob{i}@@bad.example") for i in range(4)]
     rows += [row(email="cy@shop.io", phone="+14155552671")] * 2
     rows += [row(email="dee@shop.io", when="yesterday")]
-    result = validate(write_project(tmp_path, rows))
+    result = validate(signups_project(tmp_path, rows))
 
     assert result.returncode == 1, result.stderr
     out = result.stdout
@@ -64,7 +48,7 @@ def test_rejects_are_tabled_by_rule_with_distinct_masked_examples_and_quarantine
 
 
 def test_a_clean_source_exits_0_and_writes_no_quarantine(tmp_path: Path) -> None:
-    result = validate(write_project(tmp_path, [row(email="ann@Shop.IO"), row(phone="+447911123456")]))
+    result = validate(signups_project(tmp_path, [row(email="ann@Shop.IO"), row(phone="+447911123456")]))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "signups: 2 rows read, 2 valid, 0 rejected"
     assert not (tmp_path / ".etl" / "rejects").exists()
