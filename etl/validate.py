@@ -18,9 +18,10 @@ Decisions where SPEC is silent:
 - external_id: strings are trimmed; integers become their decimal string; whole
   floats (an int column that held a NaN) too ("123.0" -> "123"); other floats and
   booleans are rejected. An empty string counts as absent.
-- phone_number: `+` then 8-15 digits (first 1-9) is E.164 already and kept as is;
-  anything else is parsed with phonenumbers (with `default_region`) and kept only if
-  it is a possible number, in its E.164 form.
+- phone_number: every value is parsed as phonenumbers does (with `default_region`)
+  and kept only if it is a possible number, in its E.164 form, at most 15 digits; a
+  column-wise fast path settles the values whose answer it can prove
+  (etl/identifiers.py), so "+4402079460958" becomes +442079460958, as parse makes it.
 - email: plain ASCII addresses of at most 64 characters that email-validator
   certainly accepts are matched by one regex; the rest go to email-validator. The
   local part is kept, the domain lower-cased.
@@ -45,11 +46,10 @@ import email_validator
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
-import phonenumbers
 import pyarrow as arrow
 import pyarrow.compute as pc
 
-from etl import wire
+from etl import identifiers, wire
 from etl.definition import ColumnRef, EventSpec
 
 REJECT_RULE = "reject_rule"
@@ -73,8 +73,6 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 #: An offset after a time ("2024-03-01" ends in "-01", which is not one).
 _AWARE = r"^\d{4}-\d{2}-\d{2}[T ].*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 _ISO_START = r"^\d{4}-\d{2}-\d{2}(?:$|[T ])"
-_E164 = re.compile(r"^\+[1-9]\d{1,14}$")
-_E164_PLAIN = r"^\+[1-9]\d{7,14}$"
 _ATOM = r"[A-Za-z0-9_+-]+"
 _LABEL = r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*"
 _DOMAIN = rf"@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$"
@@ -278,19 +276,6 @@ def _email(value: str) -> tuple[str | None, str | None]:
     return f"{local}@{info.domain.lower()}", None
 
 
-@lru_cache(maxsize=65536)
-def _phone(value: str, region: str | None) -> str | None:
-    """The E.164 form, or None when the number cannot be one."""
-    try:
-        number = phonenumbers.parse(value, region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    return e164 if _E164.match(e164) else None
-
-
 def _plain_emails(text: pd.Series) -> pd.Series:
     """Addresses the fast path settles, normalised (domain lower-cased); NA elsewhere.
 
@@ -359,14 +344,10 @@ def _external_id_check(raw: pd.Series) -> tuple[pd.Series, _Check, np.ndarray]:
 
 
 def _phone_check(text: pd.Series, region: str | None) -> tuple[pd.Series, _Check]:
-    """E.164 as it is, else what phonenumbers makes of each distinct leftover value."""
-    plain = _mask(text.str.fullmatch(_E164_PLAIN))
-    e164 = text.where(plain)
-    rest = text.notna().to_numpy() & ~plain
-    if rest.any():
-        e164[rest] = _per_distinct(text[rest], lambda v: _phone(v, region)).to_numpy(dtype=object)
+    """What phonenumbers makes of each value (fast where provable: etl/identifiers.py)."""
+    e164 = _series(identifiers.e164(arrow_array(text, _TEXT), region), text.index)
     failed = text.notna().to_numpy() & e164.isna().to_numpy()
-    return e164, _Check(~failed, _sentences("phone_number {} is not E.164", text))
+    return e164.astype("string"), _Check(~failed, _sentences("phone_number {} is not E.164", text))
 
 
 def _email_check(text: pd.Series) -> tuple[pd.Series, _Check]:

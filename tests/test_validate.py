@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etl.definition import EventSpec
+from etl.identifiers import phone
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
 
@@ -312,15 +313,17 @@ def test_email_fast_path_agrees_with_email_validator(emails: list[str]) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.from_regex(r"\+?[0-9]{1,17}", fullmatch=True), min_size=1, max_size=10))
-def test_phone_rule_is_exact_e164(phones: list[str]) -> None:
+def test_phone_rule_is_what_phonenumbers_says(phones: list[str]) -> None:
     split = Validator(EVENT).split(
         pd.DataFrame([{**GOOD, "email": None, "phone": p} for p in phones])
     )
-    for position, phone in enumerate(phones):
-        if position in split.valid.index:
-            assert re.fullmatch(r"\+[1-9]\d{1,14}", split.valid.loc[position, "phone"])
-        if re.fullmatch(r"\+[1-9]\d{7,14}", phone):
-            assert split.valid.loc[position, "phone"] == phone
+    for position, value in enumerate(phones):
+        expected = phone(value, "US")
+        if expected is None:
+            assert split.rejects.loc[position, REJECT_RULE] == "phone_number"
+        else:
+            assert re.fullmatch(r"\+[1-9]\d{1,14}", expected)
+            assert split.valid.loc[position, "phone"] == expected
 
 
 def test_blank_external_id_is_absent_and_a_bool_one_is_rejected() -> None:
