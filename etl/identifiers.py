@@ -7,8 +7,8 @@ with Arrow kernels every value for which the answer below is PROVABLY the librar
 calls the library once per distinct value for the rest. Why the fast answer is the
 library's (phonenumbers 9, `parse`):
 
-1. A value made only of ASCII digits and the separators space ( ) . - , with at most a
-   leading "+", and at most 250 characters, is parsed from its digits alone: the
+1. A value made only of ASCII digits (at least three) and the separators space ( ) . -,
+   with at most a leading "+", and at most 250 characters, is parsed from its digits alone: the
    possible-number extraction drops leading/trailing separators, the viability pattern
    accepts any such value with at least three digits, no extension pattern can match
    (each needs a letter, "#", ";", "," or "~"), and normalisation keeps only the digits.
@@ -73,12 +73,13 @@ class _Plan:
     lengths: frozenset[int]  # lengths of N that is_possible_number accepts
     blocked: frozenset[str]  # first digits of N after which parse may change N
 
-    def keys(self, tag: str) -> list[str]:
-        """`tag|length|first digit` of every settleable N (see `_keys`)."""
+    def keys(self, tag: str, written: int) -> list[str]:
+        """`tag|length|first digit` of every settleable N (see `_key`); `written` is the
+        number of digits written besides N (parse needs at least three in all)."""
         return [
             f"{tag}|{length}|{digit}"
             for length in sorted(self.lengths)
-            if 2 <= length <= _MAX_DIGITS - len(self.code)
+            if 2 <= length <= _MAX_DIGITS - len(self.code) and written + length >= 3
             for digit in sorted(_DIGITS - self.blocked)
         ]
 
@@ -179,6 +180,39 @@ def _national(region: str) -> _Plan | None:
     return _Plan(code, _lengths(metadata.country_code), blocked)
 
 
+@lru_cache(maxsize=None)
+def _own_code(region: str) -> tuple[str, ...]:
+    """Keys (tag "c<code>") of numbers written without "+" that start with the region's
+    own calling code and are too long for the region without it ("1-415-555-2671" in
+    the US): parse then takes the code off (the default-country branch of
+    `_maybe_extract_country_code`) and N is the rest, under the rules of step 3."""
+    plan = _national(region)
+    if plan is None:
+        return ()
+    metadata = PhoneMetadata.metadata_for_region(region, None)
+    number = metadata.country_code
+    main = PhoneMetadata.metadata_for_region_or_calling_code(
+        number, phonenumbers.region_code_for_country_code(number)
+    )
+    dialling = _first_digits(metadata.international_prefix)
+    own = _first_digits(metadata.national_prefix_for_parsing)
+    other = _first_digits(main.national_prefix_for_parsing) if main is not None else None
+    general = metadata.general_desc
+    possible, local = general.possible_length, general.possible_length_local_only
+    if dialling is None or own is None or other is None or plan.code[0] in dialling:
+        return ()
+    if not possible or possible[0] == -1:
+        return ()
+    too_long = {n for n in range(max(possible) + 1, _MAX_DIGITS + 1) if n not in local}
+    blocked = frozenset("0") | own | other
+    return tuple(
+        f"c{plan.code}|{length}|{digit}"
+        for length in sorted(plan.lengths)
+        if length >= 2 and len(plan.code) + length in too_long
+        for digit in sorted(_DIGITS - blocked)
+    )
+
+
 def _key(tag: str | arrow.Array, national: arrow.Array) -> arrow.Array:
     """`tag|len(N)|N[0]` for every row (one tag, or a tag per row): what decides whether
     the fast path settles it."""
@@ -210,8 +244,14 @@ def _fast(texts: arrow.Array, region: str | None) -> arrow.Array:
     plan = _national(region) if region else None
     if plan is not None:
         keys = _key(f"n{plan.code}", keys)
-        allowed += plan.keys(f"n{plan.code}")
+        allowed += plan.keys(f"n{plan.code}", 0)
         result = _join(f"+{plan.code}", digits)
+        own = pc.fill_null(pc.and_(pc.invert(plus), pc.starts_with(digits, plan.code)), False)
+        if pc.any(own).as_py():
+            national = pc.utf8_slice_codeunits(digits, len(plan.code), _MAX_INPUT)
+            keys = pc.if_else(own, _key(f"c{plan.code}", national), keys)
+            allowed += _own_code(region)
+            result = pc.if_else(own, _join("+", digits), result)
     code_length = arrow.array([0] * len(texts), arrow.int8())
     for size in (3, 2, 1):  # the shortest known prefix wins, as in phonenumbers
         prefix = pc.utf8_slice_codeunits(digits, 0, size)
@@ -225,7 +265,7 @@ def _fast(texts: arrow.Array, region: str | None) -> arrow.Array:
         for code in pc.unique(codes.filter(here)).to_pylist():
             international = _international(code)
             if international is not None:
-                allowed += international.keys(f"p{code}")
+                allowed += international.keys(f"p{code}", len(code))
         tagged = _join("p", codes)
         rest = pc.utf8_slice_codeunits(digits, size, _MAX_INPUT)
         keys = pc.if_else(here, _key(tagged, rest), keys)

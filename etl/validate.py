@@ -1,8 +1,9 @@
 """Row rules (SPEC §5): normalise every mapped column at once, reject what cannot be sent.
 
 Each rule yields one boolean column (True = the row passes) computed over whole columns
-with pandas/pyarrow string kernels; a pandera schema then checks those columns lazily,
-so one chunk reports every failing row and rule at once. Sentences for the quarantine
+with pandas/pyarrow string kernels; a pandera schema then checks that every row passes
+them all, lazily, so one chunk reports every failing row at once (each rule's own
+column says which rules a row broke). Sentences for the quarantine
 file are built only for the failing rows. Library calls that cannot be vectorised
 (phonenumbers, email-validator) run once per DISTINCT value, and only for values a
 conservative vectorised fast path cannot settle.
@@ -54,6 +55,7 @@ from etl.definition import ColumnRef, EventSpec
 
 REJECT_RULE = "reject_rule"
 REJECT_REASON = "reject_reason"
+_PASSED = "passes_every_rule"
 
 #: Rule names from SPEC §5, in the order that picks REJECT_RULE for multi-rule rows.
 RULES = (
@@ -390,11 +392,11 @@ class Validator:
             **{f"customer.{n}": c for n, c in event.customer.properties.items()},
             **event.properties,
         }
+        # One column (every rule passed) rather than one per rule: pandera's report costs
+        # ~10 ms per failing column per chunk, and only the failing rows are read from it
+        # (the reasons come from each rule's own check).
         self.schema = pa.DataFrameSchema(
-            {
-                rule: pa.Column(bool, pa.Check(lambda ok: ok, error=f"{rule} rule"))
-                for rule in RULES
-            },
+            {_PASSED: pa.Column(bool, pa.Check(lambda ok: ok, error="SPEC §5 rules"))},
             coerce=False,
         )
 
@@ -413,7 +415,8 @@ class Validator:
 
     def _failing(self, ok: dict[str, np.ndarray], rows: int) -> np.ndarray:
         """Positions of rows that fail any rule, as pandera reports them."""
-        frame = pd.DataFrame({rule: ok.get(rule, np.ones(rows, dtype=bool)) for rule in RULES})
+        passed = np.logical_and.reduce([np.ones(rows, dtype=bool), *ok.values()])
+        frame = pd.DataFrame({_PASSED: passed})
         try:
             self.schema.validate(frame, lazy=True)
         except pa.errors.SchemaErrors as errors:
@@ -512,9 +515,10 @@ class Validator:
         ok = table.isna().all(axis=1).to_numpy()
 
         def reasons(positions: np.ndarray) -> pd.Series:
-            rows = table.iloc[positions]
+            rows = table.iloc[positions].itertuples(index=False, name=None)  # iterrows: 1 ms/row
             return pd.Series(
-                ["; ".join(p + v for p, v in row.dropna().items()) for _, row in rows.iterrows()]
+                ["; ".join(p + v for p, v in zip(table.columns, row) if isinstance(v, str))
+                 for row in rows]
             )
 
         return _Check(ok, reasons)

@@ -19,7 +19,9 @@ SEPARATORS = ["", "", " ", "-", ".", "(", ")", ") ", " - ", "  "]
 
 punctuated = st.builds(
     lambda plus, parts: plus + "".join(sep + digits for sep, digits in parts),
-    st.sampled_from(["", "", "+", " +"]),
+    #: calling codes, national and international dialling prefixes, written with or without "+"
+    st.sampled_from(["", "", "+", " +", "1", "1-", "+1 ", "44", "+44 ", "0", "00", "011", "55",
+                     "+55 ", "90", "81", "+81 "]),
     st.lists(
         st.tuples(st.sampled_from(SEPARATORS), st.text("0123456789", min_size=1, max_size=5)),
         min_size=1,
@@ -76,6 +78,8 @@ def test_fast_path_on_every_region_example_numbers(region: str, data: st.DataObj
         ("US", "(415) 555-2671", "+14155552671"),
         ("US", "415.555.2671", "+14155552671"),
         ("US", "415-555-2671", "+14155552671"),
+        ("US", "1-415-555-2671", "+14155552671"),
+        ("US", "1 (415) 555-2671", "+14155552671"),
         ("US", "+1 415-555-2671", "+14155552671"),
         ("US", "+44 20 7946 0958", "+442079460958"),
         ("US", "+5511987654321", "+5511987654321"),
@@ -93,12 +97,13 @@ def test_fast_path_settles_the_usual_formats(region: str | None, value: str, exp
 @pytest.mark.parametrize(
     ("region", "value"),
     [
-        ("US", "1-415-555-2671"),  # starts with the national prefix: parse strips it
+        ("US", "1-015-555-2671"),  # 0 after the calling code: an Italian leading zero
         ("US", "011 44 20 7946 0958"),  # the international dialling prefix
         ("US", "+4402079460958"),  # "(0)" written into an international number
         ("GB", "020 7946 0958"),  # the national prefix
         ("US", "415 555 2671 x12"),  # an extension
         ("US", "1-800-FLOWERS"),  # letters
+        ("DE", "8 1"),  # two digits: parse does not take it for a number
         ("BR", "+55 90 11 98765-4321"),  # 90 starts a Brazilian carrier-code prefix
     ],
 )

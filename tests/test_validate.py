@@ -351,3 +351,21 @@ def test_empty_chunk_gives_empty_split_and_no_events() -> None:
     assert split.valid.empty
     assert list(split.rejects.columns) == [*GOOD, REJECT_RULE, REJECT_REASON]
     assert Transformer(EVENT, "store").to_events(split.valid) == []
+
+
+def test_every_property_problem_of_a_row_is_named() -> None:
+    event = event_spec(properties={"a": "a", "b": "b"})
+    chunk = pd.DataFrame(
+        {
+            "cid": ["c"] * 3,
+            "ts": ["2024-03-01"] * 3,
+            "a": [[1], 1.0, float("inf")],
+            "b": [float("inf"), 2.0, float("-inf")],
+        }
+    )
+    split = Validator(event).split(chunk)
+    assert split.valid.index.tolist() == [1]
+    assert split.rejects[REJECT_REASON].tolist() == [
+        "property 'a' is a nested list or object; property 'b' is not a finite number",
+        "property 'a' is not a finite number; property 'b' is not a finite number",
+    ]
