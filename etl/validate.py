@@ -187,23 +187,30 @@ def _localise(naive: pd.Series, timezone: str) -> pd.Series:
 
 
 def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
-    """The whole column parsed by Arrow's ISO 8601 reader when every value is all aware or
-    all naive (the usual case); None when a value needs the careful path."""
+    """A text column parsed by Arrow's ISO 8601 reader, aware and naive values apart (a
+    part Arrow refuses is parsed by pandas, as `_parse_each` does); missing and non-ISO
+    values are NaT. None when the column is not all text (the careful path)."""
     try:
         text = pc.utf8_trim_whitespace(arrow_array(raw))
     except (arrow.ArrowInvalid, arrow.ArrowTypeError, arrow.ArrowNotImplementedError):
         return None
-    if text.null_count or not pc.all(pc.match_substring_regex(text, _ISO_START)).as_py():
-        return None
-    try:
-        return _series(pc.cast(text, arrow.timestamp("us", tz="UTC")), raw.index)
-    except arrow.ArrowInvalid:
-        pass
-    try:
-        naive = pc.cast(text, arrow.timestamp("us"))
-    except arrow.ArrowInvalid:
-        return None
-    return _localise(_series(naive, raw.index), timezone)
+    iso = pc.fill_null(pc.match_substring_regex(text, _ISO_START), False)
+    aware = pc.and_(iso, pc.fill_null(pc.match_substring_regex(text, _AWARE), False))
+    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    for part, utc in ((aware, True), (pc.and_(iso, pc.invert(aware)), False)):
+        where = part.to_numpy(zero_copy_only=False)
+        if not where.any():
+            continue
+        values = text.filter(part)
+        try:
+            kind = arrow.timestamp("us", tz="UTC" if utc else None)
+            parsed = _series(pc.cast(values, kind), raw.index[where])
+        except arrow.ArrowInvalid:
+            parsed = pd.to_datetime(
+                _series(values, raw.index[where]), format="ISO8601", utc=utc, errors="coerce"
+            )
+        result[where] = (parsed if utc else _localise(parsed, timezone)).astype(result.dtype)
+    return result
 
 
 def _parse_each(raw: pd.Series, timezone: str) -> pd.Series:

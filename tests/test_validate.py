@@ -369,3 +369,21 @@ def test_every_property_problem_of_a_row_is_named() -> None:
         "property 'a' is a nested list or object; property 'b' is not a finite number",
         "property 'a' is not a finite number; property 'b' is not a finite number",
     ]
+
+
+def test_mixed_naive_aware_and_broken_timestamps_in_one_column() -> None:
+    """Each part parsed apart; a broken ISO value rejects its row only."""
+    event = EVENT.model_copy(update={"timezone": "America/New_York"})
+    values = ["2024-03-01 12:30:00", "2024-03-01T12:30:00Z", "2024-07-01T12:30:00+02:00",
+              "2024-13-45T99:00:00", "yesterday", "2024-03-01T12:30:00.250"]
+    split = Validator(event).split(pd.DataFrame([GOOD] * len(values)).assign(ts=values))
+    assert [str(t) for t in split.valid["ts"]] == [
+        "2024-03-01 17:30:00+00:00",
+        "2024-03-01 12:30:00+00:00",
+        "2024-07-01 10:30:00+00:00",
+        "2024-03-01 17:30:00.250000+00:00",
+    ]
+    assert split.rejects[REJECT_REASON].tolist() == [
+        "occurred_at '2024-13-45T99:00:00' is not an ISO 8601 timestamp",
+        "occurred_at 'yesterday' is not an ISO 8601 timestamp",
+    ]
