@@ -81,7 +81,8 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
 class _Prepared:
     """One chunk after validation and transformation, with what the loop must count."""
 
-    chunk: pd.DataFrame
+    chunk: pd.DataFrame  # the source rows; empty unless a real run may need them back
+    rows: int
     labels: list[Any]  # original index label of each event
     batch: EventBatch
     valid: int
@@ -208,7 +209,8 @@ class _Run:
                 batch = batch.take(keep)
                 labels = [labels[i] for i in keep]
         return _Prepared(
-            chunk,
+            chunk if self.mode == "run" else chunk.iloc[:0],  # 30 MB a chunk held in the queue
+            len(chunk),
             labels,
             batch,
             valid=len(split.valid),
@@ -241,7 +243,7 @@ class _Run:
     # -- the async side -----------------------------------------------------------
     def _account(self, prepared: _Prepared) -> None:
         report = self.report
-        report.extracted += len(prepared.chunk)
+        report.extracted += prepared.rows
         report.valid += prepared.valid
         report.skipped_unchanged += prepared.skipped
         for cursor in prepared.skipped_cursors:
