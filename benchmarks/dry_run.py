@@ -35,8 +35,8 @@ def _run(rows: int, output: Path) -> tuple[float, float, dict[str, float]]:
     started = time.monotonic()
     with errors.open("w") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "etl", "run", str(pipeline), "--dry-run", "--output", str(output),
-             "--report-json", str(report_file)],
+            [sys.executable, "-m", "etl", "run", str(pipeline), "--dry-run",
+             "--output", str(output), "--report-json", str(report_file)],
             stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "TERM": "dumb"},
         )
         peak_mb = _peak_rss_mb(child)
