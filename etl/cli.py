@@ -21,6 +21,7 @@ from rich.table import Table
 
 from etl.definition import parse_pipeline
 from etl.errors import DefinitionError, EtlError
+from etl.memory import bound_arrow_memory
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import print_summary
 from etl.sandbox.command import sandbox_command
@@ -72,6 +73,7 @@ def main(verbose: bool) -> None:
     # What the imports made lives as long as the process: out of the collector's sight,
     # its full passes (during the run, and several at exit) stop walking 130,000 objects.
     gc.freeze()
+    bound_arrow_memory()
 
 
 @main.command("run")
