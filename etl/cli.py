@@ -36,7 +36,7 @@ def _configure_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
-        force=verbose,  # -v after the subcommand comes after the group's set-up
+        force=True,  # -v after the subcommand comes after the group's set-up
     )
     # One line per request would drown the progress lines of a million-event run.
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
