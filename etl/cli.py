@@ -280,4 +280,38 @@ def _pending(summary: dict[str, Any]) -> int | str:
     return max(summary.get("valid", 0) + summary.get("retried_from_last_run", 0) - done, 0)
 
 
+@main.command("init")
+@click.argument("source", metavar="SOURCE")
+@click.option("--table", help="SQL source: the table to read.")
+@click.option("--query", help="SQL source: the query to read (instead of --table).")
+@click.option("--name", help="The pipeline's name [default: from the file or table].")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the pipeline [default: NAME.yaml here].")
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+@VERBOSE
+@_exits_cleanly
+def init_command(source: str, table: str | None, query: str | None, name: str | None,
+                 output: Path | None, force: bool) -> int:
+    """Write a starter pipeline for a CSV/Parquet path or a SQL URL (with --table or --query).
+
+    Every column is listed, the mapping is guessed from names and types, each guess
+    commented. Check the guesses, then `etl validate` the file.
+
+    \b
+    Examples:
+      etl init sample_data/orders_shipped.csv --output pipelines/my_orders.yaml
+      etl init postgresql://localhost/shop --table orders
+    """
+    from etl.scaffold import scaffold
+
+    target = output or Path(f"{name or 'pipeline'}.yaml")
+    if target.exists() and not force:
+        raise click.UsageError(f"{target} exists; give --force to overwrite it")
+    text = scaffold(source, target, table=table, query=query, name=name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}; check the guesses (comments), then: etl validate {target}", err=True)
+    return 0
+
+
 main.add_command(sandbox_command, "sandbox")
