@@ -395,7 +395,8 @@ def parse_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     except ValidationError as exc:
         described = (_describe(error) for error in exc.errors())
         # A key whose variable is missing already has its one line; pydantic's would repeat it.
-        problems.extend(item for item in _dedupe(described) if item[0] not in substitution.missing)
+        problems.extend(item for item in _dedupe(described)
+                        if not any(_within(missing, item[0]) for missing in substitution.missing))
         pipeline = None
     if problems:
         raise DefinitionError(file, problems)
@@ -414,6 +415,11 @@ def _defer(raw: dict[str, Any], missing: dict[str, str]) -> dict[str, str]:
         for key in deferred:
             destination.pop(key.rsplit(".", 1)[1], None)
     return deferred
+
+
+def _within(key: str, ancestor: str) -> bool:
+    """True when `key` is `ancestor` or lies under it (`source.url` within `source`)."""
+    return key == ancestor or key.startswith(f"{ancestor}.") or key.startswith(f"{ancestor}[")
 
 
 def _dedupe(items: Any) -> list[tuple[str, str]]:

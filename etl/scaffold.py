@@ -178,8 +178,8 @@ def scaffold(source: str, output: Path, *, table: str | None = None, query: str 
             raise _usage(f"--table {table!r} is not a table name")
         sql = query if query is not None else f"SELECT * FROM {table}"
         spec = SourceSpec(type="sql", url=_url_from_cwd(source), query=sql)
-        url_line = (f"  url: {json.dumps(_url_for(source, folder))}" if "@" not in source else
-                    "  url: ${WAREHOUSE_URL}               # set it: the URL carries a password")
+        url_line = (f"  url: {json.dumps(_url_for(source, folder))}" if not _has_password(source)
+                    else _commented("  url: ${WAREHOUSE_URL}", "set it: the URL has a password"))
         source_lines = ["  type: sql", url_line, f"  query: {json.dumps(sql)}"]
         default_name = table or "query"
     else:
@@ -192,6 +192,15 @@ def scaffold(source: str, output: Path, *, table: str | None = None, query: str 
         default_name = Path(source).stem
     pipeline_name = name or re.sub(r"[^a-z0-9_]+", "_", default_name.lower()).strip("_") or "events"
     return render(guess(sample(spec)), source_lines, pipeline_name)
+
+
+def _has_password(url: str) -> bool:
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url).password is not None
+    except sa.exc.ArgumentError:
+        return "@" in url
 
 
 def _commented(line: str, comment: str) -> str:
