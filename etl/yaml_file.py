@@ -45,8 +45,9 @@ def read_yaml(file: Path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES
         line = data[: exc.start].count(b"\n") + 1
         raise YamlFileError(f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); "
                                             "save the file as UTF-8") from None
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
+        loader = yaml.SafeLoader(text)  # refuses unprintable characters already
         node = loader.get_single_node()
         if node is None:
             return None
@@ -55,11 +56,16 @@ def read_yaml(file: Path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(file)"
+        if isinstance(exc, yaml.reader.ReaderError):  # its message spans lines and quotes the file
+            line = text[: exc.position].count("\n") + 1
+            raise YamlFileError(f"line {line}", f"not valid YAML: a control character "
+                                                f"(#x{exc.character:04x}) is not allowed") from None
         raise YamlFileError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
     except RecursionError:
         raise YamlFileError("(file)", "YAML nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _check_expanded_size(root: yaml.Node, limit: int) -> None:

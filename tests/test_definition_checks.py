@@ -135,6 +135,8 @@ def test_the_alias_bomb_is_refused_at_once(project: Path) -> None:
                      "larger than 1,048,576 bytes; not a pipeline definition", id="too-large"),
         pytest.param(b"a: &a [*a]\n", "line 1", "a YAML alias refers to itself", id="recursive-alias"),
         pytest.param(b"[" * 20000, "(file)", "YAML nested too deeply", id="deep-nesting"),
+        pytest.param(b"name: x\nsource: \x1f\n", "line 2",
+                     "not valid YAML: a control character (#x001f) is not allowed", id="control-char"),
     ],
 )
 def test_an_unreadable_file_is_one_line(project: Path, content: bytes, where: str, problem: str) -> None:
