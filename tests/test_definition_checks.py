@@ -51,46 +51,33 @@ def etl(*args: str) -> Any:
     return CliRunner().invoke(main, list(args))
 
 
-@pytest.mark.parametrize(
-    ("key", "value", "problem"),
-    [
-        pytest.param("token", "tok\r\nX-Injected: 1",
-                     "contains a line break or NUL (a header injection or a stray newline from a file)",
-                     id="token-header-injection"),
-        pytest.param("token", "sandbox-token\n",
-                     "contains a line break or NUL (a header injection or a stray newline from a file)",
-                     id="token-trailing-newline"),
-        pytest.param("token", "tökén-secret", "contains non-ASCII characters (HTTP headers carry ASCII only)",
-                     id="token-non-ascii"),
-        pytest.param("token", "tok en", "contains whitespace (a stray space or tab?)", id="token-space"),
-        pytest.param("secret", "sec\x07ret", "contains control characters", id="secret-control"),
-        pytest.param("store_id", "../../admin",
-                     "'../../admin' is not one URL path segment: use letters, digits and . _ ~ - only "
-                     "(no / ? # % or spaces)", id="store-traversal"),
-        pytest.param("store_id", "s?x=1", "'s?x=1' is not one URL path segment: use letters, digits "
-                     "and . _ ~ - only (no / ? # % or spaces)", id="store-query"),
-        pytest.param("store_id", "s#frag", "'s#frag' is not one URL path segment: use letters, digits "
-                     "and . _ ~ - only (no / ? # % or spaces)", id="store-fragment"),
-        pytest.param("store_id", "..", "'..' is not a store id (it would climb the URL path)",
-                     id="store-dotdot"),
-        pytest.param("path", "/core/v3/stores/{shop}/custom_events",
-                     "unknown placeholder {shop}; known: {store_id}", id="path-unknown-placeholder"),
-        pytest.param("path", "/core/v3/stores/{store_id/custom_events",
-                     "'/core/v3/stores/{store_id/custom_events': expected '}' before end of string "
-                     "(write '{{' for a literal brace)", id="path-lone-brace"),
-        pytest.param("path", "core/v3/stores/{store_id}/custom_events",
-                     "'core/v3/stores/{store_id}/custom_events' must start with '/'",
-                     id="path-no-leading-slash"),
-        pytest.param("base_url", "http://127.0.0.1:99999",
-                     "'http://127.0.0.1:99999' is not a URL: Port out of range 0-65535", id="url-bad-port"),
-        pytest.param("base_url", "http://api.yotpo.com:abc",
-                     "'http://api.yotpo.com:abc' is not a URL: Port could not be cast to integer value "
-                     "as 'abc'", id="url-port-not-a-number"),
-        pytest.param("base_url", "http://", "'http://' has no host", id="url-no-host"),
-        pytest.param("base_url", "ftp://api.yotpo.com", "'ftp://api.yotpo.com': the scheme must be http or https",
-                     id="url-scheme"),
-    ],
-)
+LINE_BREAK = "contains a line break or NUL (a header injection or a stray newline from a file)"
+SEGMENT = " is not one URL path segment: use letters, digits and . _ ~ - only (no / ? # % or spaces)"
+#: (key, value, the problem printed): the probes of issue 12, one per line.
+PROBES = [
+    ("token", "tok\r\nX-Injected: 1", LINE_BREAK),
+    ("token", "sandbox-token\n", LINE_BREAK),
+    ("token", "tökén-secret", "contains non-ASCII characters (HTTP headers carry ASCII only)"),
+    ("token", "tok en", "contains whitespace (a stray space or tab?)"),
+    ("secret", "sec\x07ret", "contains control characters"),
+    ("store_id", "../../admin", "'../../admin'" + SEGMENT),
+    ("store_id", "s?x=1", "'s?x=1'" + SEGMENT),
+    ("store_id", "s#frag", "'s#frag'" + SEGMENT),
+    ("store_id", "..", "'..' is not a store id (it would climb the URL path)"),
+    ("path", "/core/v3/stores/{shop}/custom_events", "unknown placeholder {shop}; known: {store_id}"),
+    ("path", "/core/v3/stores/{store_id/custom_events", "'/core/v3/stores/{store_id/custom_events': "
+     "expected '}' before end of string (write '{{' for a literal brace)"),
+    ("path", "core/v3/stores/{store_id}/custom_events",
+     "'core/v3/stores/{store_id}/custom_events' must start with '/'"),
+    ("base_url", "http://127.0.0.1:99999", "'http://127.0.0.1:99999' is not a URL: Port out of range 0-65535"),
+    ("base_url", "http://api.yotpo.com:abc",
+     "'http://api.yotpo.com:abc' is not a URL: Port could not be cast to integer value as 'abc'"),
+    ("base_url", "http://", "'http://' has no host"),
+    ("base_url", "ftp://api.yotpo.com", "'ftp://api.yotpo.com': the scheme must be http or https"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "problem"), PROBES, ids=[f"{k}={v!r}" for k, v, _ in PROBES])
 def test_a_bad_value_is_one_line_naming_the_key(project: Path, key: str, value: str, problem: str) -> None:
     file = write(project, definition(**{key: value}))
     result = etl("run", str(file), "--dry-run")
