@@ -39,8 +39,10 @@ def store_id_problem(value: str) -> str | None:
     if value in (".", ".."):
         return f"{value!r} is not a store id (it would climb the URL path)"
     if not _STORE_ID.match(value):
-        return (f"{_printable(value)} is not one URL path segment: use letters, digits "
-                "and . _ ~ - only (no / ? # % or spaces)")
+        return (
+            f"{_printable(value)} is not one URL path segment: use letters, digits "
+            "and . _ ~ - only (no / ? # % or spaces)"
+        )
     return None
 
 
@@ -53,14 +55,18 @@ def path_problem(value: str) -> str | None:
     if "?" in value or "#" in value:
         return "must not hold a query ('?') or a fragment ('#')"
     try:
-        fields = [name for _, name, spec, conv in string.Formatter().parse(value)
-                  if name is not None or spec or conv]
+        fields = [
+            name
+            for _, name, spec, conv in string.Formatter().parse(value)
+            if name is not None or spec or conv
+        ]
     except ValueError as exc:  # a lone '{' or '}'
         return f"{_printable(value)}: {exc} (write '{{{{' for a literal brace)"
     unknown = sorted({name for name in fields if name not in PATH_PLACEHOLDERS})
     if unknown:
-        return (f"unknown placeholder {{{unknown[0]}}}; known: "
-                + ", ".join(f"{{{p}}}" for p in sorted(PATH_PLACEHOLDERS)))
+        return f"unknown placeholder {{{unknown[0]}}}; known: " + ", ".join(
+            f"{{{p}}}" for p in sorted(PATH_PLACEHOLDERS)
+        )
     return None
 
 

@@ -11,9 +11,9 @@ import gc
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
-from datetime import datetime
 from typing import Any
 
 import click
@@ -92,7 +92,9 @@ def _each_file(command: Callable[..., int]) -> Callable[..., None]:
     return wrapper
 
 
-def _timestamp_or_number(_ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+def _timestamp_or_number(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
     """--since/--until: an ISO 8601 date or timestamp, or a number; else a usage error."""
     if value is None:
         return value
@@ -310,7 +312,8 @@ def init_command(source: str, table: str | None, query: str | None, name: str | 
     text = scaffold(source, target, table=table, query=query, name=name)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {target}; check the guesses (comments), then: etl validate {target}", err=True)
+    click.echo(f"wrote {target}; check the guesses (comments), then: etl validate {target}",
+               err=True)
     return 0
 
 

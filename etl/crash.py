@@ -21,8 +21,15 @@ from etl.redact import mask_free_text
 
 #: The run's environment failed, or an internal error: SPEC §2's "aborted".
 EXIT_CODE = 3
-_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
-                       errno.ENOENT, errno.EIO}
+_ENVIRONMENT_ERRNOS = {
+    errno.ENOSPC,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EDQUOT,
+    errno.ENOENT,
+    errno.EIO,
+}
 
 
 def describe(exc: BaseException) -> str:
@@ -34,16 +41,20 @@ def describe(exc: BaseException) -> str:
         cause = str(getattr(exc, "orig", None) or exc).strip().splitlines()
         return mask_free_text(f"state database: {cause[0] if cause else type(exc).__name__}")
     report = write_report(exc)
-    return (f"internal error ({type(exc).__name__}); the details (masked) are in {report}; "
-            "please attach that file to a bug report")
+    return (
+        f"internal error ({type(exc).__name__}); the details (masked) are in {report}; "
+        "please attach that file to a bug report"
+    )
 
 
 def write_report(exc: BaseException, folder: Path | None = None) -> Path:
     """Write the masked traceback of `exc`; return the file's path."""
     text = mask_free_text("".join(traceback.format_exception(exc)))
     name = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}.txt"
-    for base in ([folder] if folder else []) + [Path.cwd() / ".etl" / "crash",
-                                                 Path(tempfile.gettempdir()) / "etl-crash"]:
+    for base in ([folder] if folder else []) + [
+        Path.cwd() / ".etl" / "crash",
+        Path(tempfile.gettempdir()) / "etl-crash",
+    ]:
         try:
             base.mkdir(parents=True, exist_ok=True)
             path = base / name

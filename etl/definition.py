@@ -250,7 +250,8 @@ class Pipeline(_Frozen):
             problems.append((key, self.deferred.get(key, f"required for {command}")))
         if "credentials" in needs and destination.token is None and destination.secret is None:
             deferred = [(k, v) for k, v in self.deferred.items() if k != "destination.store_id"]
-            problems += deferred or [("destination", f"give token or secret (required for {command})")]
+            missing = ("destination", f"give token or secret (required for {command})")
+            problems += deferred or [missing]
         if problems:
             raise DefinitionError(self.file, problems)
 
@@ -347,7 +348,8 @@ def _read_query(file: Path, problems: list[tuple[str, str]]) -> str:
     try:
         return file.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeError) as exc:
-        problems.append(("source.query", f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}"))
+        reason = getattr(exc, "strerror", None) or exc
+        problems.append(("source.query", f"cannot read {file}: {reason}"))
         return ""
 
 

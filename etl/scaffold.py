@@ -25,9 +25,26 @@ from etl.errors import DefinitionError
 SAMPLE_ROWS = 1000
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 _PLAIN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$")
-_CUSTOMER_ID = ("customer_id", "customer_external_id", "external_id", "user_id", "client_id",
-                "member_id", "shopper_id", "account_id", "customer", "user")
-_CURSOR = ("updated_at", "modified_at", "last_modified", "last_modified_at", "updated", "changed_at")
+_CUSTOMER_ID = (
+    "customer_id",
+    "customer_external_id",
+    "external_id",
+    "user_id",
+    "client_id",
+    "member_id",
+    "shopper_id",
+    "account_id",
+    "customer",
+    "user",
+)
+_CURSOR = (
+    "updated_at",
+    "modified_at",
+    "last_modified",
+    "last_modified_at",
+    "updated",
+    "changed_at",
+)
 _EVENT_NAME = ("event_name", "event_type", "event", "type", "action")
 _CUSTOMER_PROPERTIES = ("first_name", "last_name", "full_name", "name")
 
@@ -75,7 +92,9 @@ def guess(frame: pd.DataFrame) -> Guess:
     found.cursor = next((lower[n] for n in _CURSOR if n in lower), None)
     if found.cursor:
         why["cursor"] = "named like an updated-at column: rows newer than the last run are sent"
-    event_columns = [n for n in timestamps if n != found.cursor and not n.lower().startswith("created")]
+    event_columns = [
+        n for n in timestamps if n != found.cursor and not n.lower().startswith("created")
+    ]
     event_columns += [n for n in timestamps if n != found.cursor and n not in event_columns]
     if event_columns:
         found.occurred_at = event_columns[0]
@@ -84,12 +103,14 @@ def guess(frame: pd.DataFrame) -> Guess:
         found.occurred_at = found.cursor or names[0]
         why["occurred_at"] = "GUESS: no timestamp column found; put the event's time column here"
 
-    found.email = next((n for n in names if "email" in n.lower() or "e_mail" in n.lower()), None) \
-        or next((n for n in names if _share(frame[n], lambda v: "@" in v) > 0.8), None)
+    found.email = next(
+        (n for n in names if "email" in n.lower() or "e_mail" in n.lower()), None
+    ) or next((n for n in names if _share(frame[n], lambda v: "@" in v) > 0.8), None)
     if found.email:
         why["email"] = "named like, or holding, email addresses"
     found.phone_number = next(
-        (n for n in names if any(word in n.lower() for word in ("phone", "mobile", "msisdn"))), None)
+        (n for n in names if any(word in n.lower() for word in ("phone", "mobile", "msisdn"))), None
+    )
     if found.phone_number:
         why["phone_number"] = "named like a phone number"
         if _share(frame[found.phone_number], lambda v: not v.strip().startswith("+")) > 0.2:
@@ -106,13 +127,33 @@ def guess(frame: pd.DataFrame) -> Guess:
     if found.event_name_column:
         why["event_name"] = "a column naming the kind of event (normalised to snake_case)"
 
-    used = {found.occurred_at, found.external_id, found.email, found.phone_number, found.cursor,
-            found.event_name_column}
-    found.id_key = next((n for n in names if n.lower().endswith("id") and n not in used
-                         and len(frame) > 1 and frame[n].notna().all() and frame[n].is_unique), None)
+    used = {
+        found.occurred_at,
+        found.external_id,
+        found.email,
+        found.phone_number,
+        found.cursor,
+        found.event_name_column,
+    }
+    found.id_key = next(
+        (
+            n
+            for n in names
+            if n.lower().endswith("id")
+            and n not in used
+            and len(frame) > 1
+            and frame[n].notna().all()
+            and frame[n].is_unique
+        ),
+        None,
+    )
     if found.id_key:
-        why["id"] = "unique in the sample: the id hashes it, so a rerun overwrites, never duplicates"
-    found.customer_properties = [n for n in names if n.lower() in _CUSTOMER_PROPERTIES and n not in used]
+        why["id"] = (
+            "unique in the sample: the id hashes it, so a rerun overwrites, never duplicates"
+        )
+    found.customer_properties = [
+        n for n in names if n.lower() in _CUSTOMER_PROPERTIES and n not in used
+    ]
     taken = used | set(found.customer_properties)
     found.properties = [n for n in names if n not in taken]
     return found
@@ -122,7 +163,7 @@ def render(found: Guess, source_lines: list[str], name: str) -> str:
     """The pipeline YAML, commented."""
     width = max(len(column) for column in found.columns)
     lines = [
-        f"# Written by `etl init`: check every guess (the comments), then `etl validate` this file.",
+        "# Written by `etl init`: check every guess (the comments), then `etl validate` this file.",
         "# Columns in the source (type read, example):",
         *(f"#   {column.ljust(width)}  {text}" for column, text in found.columns.items()),
         f"name: {name}",
@@ -132,14 +173,20 @@ def render(found: Guess, source_lines: list[str], name: str) -> str:
     ]
     why = found.why
     if found.cursor:
-        lines += ["  incremental:", _commented(f"    cursor: {_scalar(found.cursor)}", why["cursor"])]
-    event_name = (f"{{column: {_scalar(found.event_name_column)}}}" if found.event_name_column
-                  else name)
+        lines += [
+            "  incremental:",
+            _commented(f"    cursor: {_scalar(found.cursor)}", why["cursor"]),
+        ]
+    event_name = (
+        f"{{column: {_scalar(found.event_name_column)}}}" if found.event_name_column else name
+    )
     lines += [
         "event:",
         _commented(f"  source: {name}_import", "a constant naming where the events come from"),
-        _commented(f"  event_name: {event_name}",
-                   why.get("event_name", "a constant: the kind of event, in snake_case")),
+        _commented(
+            f"  event_name: {event_name}",
+            why.get("event_name", "a constant: the kind of event, in snake_case"),
+        ),
         _commented(f"  occurred_at: {_scalar(found.occurred_at)}", why["occurred_at"]),
         _commented("  timezone: UTC", "for timestamps without an offset"),
     ]
@@ -154,21 +201,31 @@ def render(found: Guess, source_lines: list[str], name: str) -> str:
         lines.append(_commented("    properties:", "named like a customer attribute"))
         lines += [f"      {_property(c)}: {_scalar(c)}" for c in found.customer_properties]
     if found.properties:
-        lines.append(_commented("  properties:", "every other column; remove what should not be sent"))
+        lines.append(
+            _commented("  properties:", "every other column; remove what should not be sent")
+        )
         lines += [f"    {_property(c)}: {_scalar(c)}" for c in found.properties]
     lines += [
         _commented("destination:", "the defaults point at `etl sandbox`"),
         "  store_id: ${YOTPO_STORE_ID:-demo-store}",
         _commented("  token: ${YOTPO_TOKEN:-sandbox-token}", "or secret: ${YOTPO_API_SECRET}"),
-        _commented("  base_url: ${YOTPO_BASE_URL:-http://127.0.0.1:8787}", "live: https://api.yotpo.com"),
+        _commented(
+            "  base_url: ${YOTPO_BASE_URL:-http://127.0.0.1:8787}", "live: https://api.yotpo.com"
+        ),
         "  rate_limit: 5",
         "  concurrency: 8",
     ]
     return "\n".join(lines) + "\n"
 
 
-def scaffold(source: str, output: Path, *, table: str | None = None, query: str | None = None,
-             name: str | None = None) -> str:
+def scaffold(
+    source: str,
+    output: Path,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    name: str | None = None,
+) -> str:
     """The starter pipeline's text for `source` (a file path or glob, or a SQL URL)."""
     folder = output.resolve().parent
     if "://" in source:
@@ -178,8 +235,11 @@ def scaffold(source: str, output: Path, *, table: str | None = None, query: str 
             raise _usage(f"--table {table!r} is not a table name")
         sql = query if query is not None else f"SELECT * FROM {table}"
         spec = SourceSpec(type="sql", url=_url_from_cwd(source), query=sql)
-        url_line = (f"  url: {json.dumps(_url_for(source, folder))}" if not _has_password(source)
-                    else _commented("  url: ${WAREHOUSE_URL}", "set it: the URL has a password"))
+        url_line = (
+            f"  url: {json.dumps(_url_for(source, folder))}"
+            if not _has_password(source)
+            else _commented("  url: ${WAREHOUSE_URL}", "set it: the URL has a password")
+        )
         source_lines = ["  type: sql", url_line, f"  query: {json.dumps(sql)}"]
         default_name = table or "query"
     else:
@@ -248,11 +308,17 @@ def _property(column: str) -> str:
 
 def _scalar(text: str) -> str:
     """A YAML scalar: plain when safe, else double-quoted (JSON is valid YAML)."""
-    return text if _PLAIN.match(text) and text.lower() not in ("true", "false", "null", "yes", "no",
-                                                                 "on", "off", "~") else json.dumps(text)
+    return (
+        text
+        if _PLAIN.match(text)
+        and text.lower() not in ("true", "false", "null", "yes", "no", "on", "off", "~")
+        else json.dumps(text)
+    )
 
 
-_FILE_URL = re.compile(r"^(?P<scheme>(sqlite|duckdb)(\+\w+)?:///)(?P<path>[^?/][^?]*)(?P<args>\?.*)?$")
+_FILE_URL = re.compile(
+    r"^(?P<scheme>(sqlite|duckdb)(\+\w+)?:///)(?P<path>[^?/][^?]*)(?P<args>\?.*)?$"
+)
 
 
 def _url_from_cwd(url: str) -> str:

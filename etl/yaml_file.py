@@ -43,8 +43,9 @@ def read_yaml(file: Path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise YamlFileError(f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-                                            "save the file as UTF-8") from None
+        raise YamlFileError(
+            f"line {line}", f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        ) from None
     loader = None
     try:
         loader = yaml.SafeLoader(text)  # refuses unprintable characters already
@@ -58,9 +59,13 @@ def read_yaml(file: Path, max_bytes: int = MAX_BYTES, max_nodes: int = MAX_NODES
         where = f"line {mark.line + 1}" if mark else "(file)"
         if isinstance(exc, yaml.reader.ReaderError):  # its message spans lines and quotes the file
             line = text[: exc.position].count("\n") + 1
-            raise YamlFileError(f"line {line}", f"not valid YAML: a control character "
-                                                f"(#x{exc.character:04x}) is not allowed") from None
-        raise YamlFileError(where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}") from None
+            raise YamlFileError(
+                f"line {line}",
+                f"not valid YAML: a control character (#x{exc.character:04x}) is not allowed",
+            ) from None
+        raise YamlFileError(
+            where, f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        ) from None
     except RecursionError:
         raise YamlFileError("(file)", "YAML nested too deeply") from None
     finally:
@@ -80,15 +85,19 @@ def _check_expanded_size(root: yaml.Node, limit: int) -> None:
             on_path.discard(key)
             sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
             if sizes[key] > limit:
-                raise YamlFileError("(file)", f"expands to more than {limit:,} values "
-                                              "(YAML aliases nested too deep: an alias bomb?)")
+                raise YamlFileError(
+                    "(file)",
+                    f"expands to more than {limit:,} values "
+                    "(YAML aliases nested too deep: an alias bomb?)",
+                )
             continue
         if key in sizes:
             continue
         if key in on_path:
             mark = node.start_mark
-            raise YamlFileError(f"line {mark.line + 1}" if mark else "(file)",
-                                "a YAML alias refers to itself")
+            raise YamlFileError(
+                f"line {mark.line + 1}" if mark else "(file)", "a YAML alias refers to itself"
+            )
         on_path.add(key)
         stack.append((node, True))
         stack.extend((child, False) for child in _children(node) if id(child) not in sizes)

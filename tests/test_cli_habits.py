@@ -19,7 +19,9 @@ from etl import crash, redact
 from etl.cli import main
 from etl.report import RunReport
 
-CSV = "order_id,customer_id,shipped_at\no-1,c-1,2024-03-01T12:30:00Z\no-2,c-2,2024-03-02T12:30:00Z\n"
+CSV = (
+    "order_id,customer_id,shipped_at\no-1,c-1,2024-03-01T12:30:00Z\no-2,c-2,2024-03-02T12:30:00Z\n"
+)
 
 
 def etl(*args: str) -> Any:
@@ -29,13 +31,26 @@ def etl(*args: str) -> Any:
 def project(folder: Path, name: str = "orders", **destination: Any) -> Path:
     (folder / "orders.csv").write_text(CSV)
     file = folder / f"{name}.yaml"
-    file.write_text(yaml.safe_dump({
-        "name": name,
-        "source": {"type": "csv", "path": "orders.csv", "incremental": {"cursor": "shipped_at"}},
-        "event": {"source": "shop", "event_name": "order_shipped", "occurred_at": "shipped_at",
-                  "id": {"key": ["order_id"]}, "customer": {"external_id": "customer_id"}},
-        "destination": {"store_id": "store-1", "token": "sandbox-token", **destination},
-    }))
+    file.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "source": {
+                    "type": "csv",
+                    "path": "orders.csv",
+                    "incremental": {"cursor": "shipped_at"},
+                },
+                "event": {
+                    "source": "shop",
+                    "event_name": "order_shipped",
+                    "occurred_at": "shipped_at",
+                    "id": {"key": ["order_id"]},
+                    "customer": {"external_id": "customer_id"},
+                },
+                "destination": {"store_id": "store-1", "token": "sandbox-token", **destination},
+            }
+        )
+    )
     return file
 
 
@@ -54,21 +69,28 @@ def test_verbose_after_the_subcommand(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("value", ["yesterday", "2024-13-45", "1,5"])
-def test_since_until_that_is_not_a_timestamp_or_number_is_a_usage_error(tmp_path: Path, value: str) -> None:
+def test_since_until_that_is_not_a_timestamp_or_number_is_a_usage_error(
+    tmp_path: Path, value: str
+) -> None:
     file = project(tmp_path)
     for option in ("--since", "--until"):
         result = etl("run", str(file), "--dry-run", option, value)
         assert result.exit_code == 2
-        assert (f"Invalid value for '{option}': {value!r} is neither an ISO 8601 timestamp "
-                "(2024-03-01 or 2024-03-01T12:30:00Z) nor a number") in result.stderr
+        assert (
+            f"Invalid value for '{option}': {value!r} is neither an ISO 8601 timestamp "
+            "(2024-03-01 or 2024-03-01T12:30:00Z) nor a number"
+        ) in result.stderr
 
 
 def test_since_takes_a_timestamp(tmp_path: Path) -> None:
     out = tmp_path / "out.jsonl"
-    result = etl("run", str(project(tmp_path)), "--dry-run", "--since", "2024-03-02", "--output", str(out))
+    result = etl(
+        "run", str(project(tmp_path)), "--dry-run", "--since", "2024-03-02", "--output", str(out)
+    )
     assert result.exit_code == 0
     assert [json.loads(line)["customer"] for line in out.read_text().splitlines()] == [
-        {"external_id": "c-2"}]
+        {"external_id": "c-2"}
+    ]
 
 
 def test_since_and_until_state_their_format_in_help() -> None:
@@ -100,13 +122,16 @@ def test_report_to_json_is_a_string_and_to_dict_a_dict() -> None:
     assert report.to_dict()["rejected_by_rule"] == {"email": 2}
 
 
-def test_a_host_application_at_info_sees_one_end_line_and_no_httpx_lines(tmp_path: Path, sandbox) -> None:
+def test_a_host_application_at_info_sees_one_end_line_and_no_httpx_lines(
+    tmp_path: Path, sandbox
+) -> None:
     """A fresh interpreter, as an orchestrator would run it: root logger at INFO."""
     server = sandbox(rate_limit=None)
     file = project(tmp_path, base_url=server.base_url)
     code = (
         "import logging, sys, etl\n"
-        "logging.basicConfig(level=logging.INFO, stream=sys.stderr, format='%(name)s|%(message)s')\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stderr,\n"
+        "                    format='%(name)s|%(message)s')\n"
         f"report = etl.run(etl.load_pipeline({str(file)!r}), etl.RunOptions(progress=False))\n"
         "print(report.delivered)\n"
     )
@@ -115,12 +140,15 @@ def test_a_host_application_at_info_sees_one_end_line_and_no_httpx_lines(tmp_pat
     lines = done.stderr.splitlines()
     assert [line for line in lines if line.startswith("httpx|")] == []
     ends = [line for line in lines if "run completed (exit 0)" in line]
-    assert ends == ["etl|orders: run completed (exit 0): extracted 2, valid 2, rejected 0, skipped 0, "
-                    f"delivered 2, failed 0 in {ends[0].rsplit(' in ', 1)[1]}"]
+    assert ends == [
+        "etl|orders: run completed (exit 0): extracted 2, valid 2, rejected 0, skipped 0, "
+        f"delivered 2, failed 0 in {ends[0].rsplit(' in ', 1)[1]}"
+    ]
 
 
-def test_an_internal_error_is_one_line_and_a_masked_report(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_internal_error_is_one_line_and_a_masked_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A real command of the real group that fails the way a bug would."""
     monkeypatch.chdir(tmp_path)
     redact.register_secret("tok-very-secret-1")
@@ -138,16 +166,19 @@ def test_an_internal_error_is_one_line_and_a_masked_report(tmp_path: Path,
     assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1
     reports = list((tmp_path / ".etl" / "crash").iterdir())
     assert len(reports) == 1
-    assert result.stderr == (f"error: internal error (KeyError); the details (masked) are in "
-                             f"{reports[0]}; please attach that file to a bug report\n")
+    assert result.stderr == (
+        f"error: internal error (KeyError); the details (masked) are in "
+        f"{reports[0]}; please attach that file to a bug report\n"
+    )
     text = reports[0].read_text()
     assert "Traceback (most recent call last)" in text and "raise KeyError" in text
     assert "token *** for j***@example.com +1********71" in text
     assert "tok-very-secret-1" not in text and "jane.doe" not in text
 
 
-def test_the_machine_s_state_is_one_line_without_a_report(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_machine_s_state_is_one_line_without_a_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
 
     @click.command("full")
@@ -159,5 +190,8 @@ def test_the_machine_s_state_is_one_line_without_a_report(tmp_path: Path,
         result = etl("full")
     finally:
         main.commands.pop("full")
-    assert (result.exit_code, result.stderr) == (3, "error: No space left on device: /data/.etl/state.db\n")
+    assert (result.exit_code, result.stderr) == (
+        3,
+        "error: No space left on device: /data/.etl/state.db\n",
+    )
     assert not (tmp_path / ".etl").exists()

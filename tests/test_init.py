@@ -25,15 +25,20 @@ def test_init_on_the_sample_csv_guesses_the_mapping_and_validates(tmp_path: Path
     written = etl("init", str(ROOT / "sample_data" / "orders_shipped.csv"), "--output", str(target))
     assert written.exit_code == 0, written.stderr
     text = target.read_text()
-    columns = "order_id customer_id email phone first_name shipped_at order_total item_count gift " \
-              "currency updated_at".split()
+    columns = (
+        "order_id customer_id email phone first_name shipped_at order_total item_count gift "
+        "currency updated_at".split()
+    )
     assert all(f"#   {column} " in text for column in columns)
     assert "jose.69@Example.COM" not in text and "j***@Example.COM" in text  # examples masked
     pipeline = parse_pipeline(target)
     event = pipeline.event
     assert (event.occurred_at, pipeline.source.incremental.cursor) == ("shipped_at", "updated_at")
     assert (event.customer.external_id, event.customer.email, event.customer.phone_number) == (
-        "customer_id", "email", "phone")
+        "customer_id",
+        "email",
+        "phone",
+    )
     assert (event.customer.default_region, event.id.key) == ("US", ("order_id",))
     assert event.customer.properties == {"first_name": "first_name"}
     assert list(event.properties) == ["order_id", "order_total", "item_count", "gift", "currency"]
@@ -41,13 +46,19 @@ def test_init_on_the_sample_csv_guesses_the_mapping_and_validates(tmp_path: Path
     validated = etl("validate", str(target))
     # The same rows as the shipped pipeline reject: the guesses match the hand-written mapping.
     assert (validated.exit_code, validated.stdout.splitlines()[0]) == (
-        1, "orders_shipped: 3,000 rows read, 2,885 valid, 115 rejected")
+        1,
+        "orders_shipped: 3,000 rows read, 2,885 valid, 115 rejected",
+    )
 
 
 def test_init_on_parquet_maps_an_event_name_column(tmp_path: Path) -> None:
     target = tmp_path / "subs.yaml"
-    assert etl("init", str(ROOT / "sample_data" / "subscriptions_renewed.parquet"),
-               "-o", str(target)).exit_code == 0
+    assert (
+        etl(
+            "init", str(ROOT / "sample_data" / "subscriptions_renewed.parquet"), "-o", str(target)
+        ).exit_code
+        == 0
+    )
     pipeline = parse_pipeline(target)
     assert pipeline.event.event_name.column == "event_type"
     assert (pipeline.event.occurred_at, pipeline.event.customer.email) == ("renewed_at", "email")
@@ -62,20 +73,32 @@ def test_init_refuses_to_overwrite_and_a_sql_url_needs_a_table_or_query(tmp_path
     assert f"{target} exists; give --force to overwrite it" in again.stderr
     sql = etl("init", "sqlite:///x.db", "-o", str(tmp_path / "y.yaml"))
     assert (sql.exit_code, sql.stderr) == (
-        2, "error: etl init: (options): a SQL source needs --table or --query (one of them)\n")
+        2,
+        "error: etl init: (options): a SQL source needs --table or --query (one of them)\n",
+    )
 
 
 @pytest.mark.postgres
-def test_init_on_a_postgresql_table(postgres_engine: sa.Engine, unique_table: str, tmp_path: Path) -> None:
+def test_init_on_a_postgresql_table(
+    postgres_engine: sa.Engine, unique_table: str, tmp_path: Path
+) -> None:
     table = unique_table
     with postgres_engine.begin() as connection:
-        connection.execute(sa.text(
-            f"CREATE TABLE {table} (review_id text, user_id text, customer_email text, rating int,"
-            " written_at timestamptz, updated_at timestamptz)"))
-        connection.execute(sa.text(
-            f"INSERT INTO {table} VALUES ('r-1','u-1','ann@example.com',5,'2024-03-01T10:00:00Z',"
-            "'2024-03-02T10:00:00Z'), ('r-2','u-2','bob@example.com',4,'2024-03-01T11:00:00Z',"
-            "'2024-03-02T11:00:00Z')"))
+        connection.execute(
+            sa.text(
+                f"CREATE TABLE {table} (review_id text, user_id text, customer_email text, "
+                "rating int,"
+                " written_at timestamptz, updated_at timestamptz)"
+            )
+        )
+        connection.execute(
+            sa.text(
+                f"INSERT INTO {table} VALUES "
+                "('r-1','u-1','ann@example.com',5,'2024-03-01T10:00:00Z',"
+                "'2024-03-02T10:00:00Z'), ('r-2','u-2','bob@example.com',4,'2024-03-01T11:00:00Z',"
+                "'2024-03-02T11:00:00Z')"
+            )
+        )
     try:
         target = tmp_path / "reviews.yaml"
         written = etl("init", POSTGRES_URL, "--table", table, "-o", str(target))
@@ -83,12 +106,17 @@ def test_init_on_a_postgresql_table(postgres_engine: sa.Engine, unique_table: st
         pipeline = parse_pipeline(target)
         event = pipeline.event
         assert pipeline.source.query == f"SELECT * FROM {table}"
-        assert (event.occurred_at, pipeline.source.incremental.cursor) == ("written_at", "updated_at")
+        assert (event.occurred_at, pipeline.source.incremental.cursor) == (
+            "written_at",
+            "updated_at",
+        )
         assert (event.customer.external_id, event.customer.email) == ("user_id", "customer_email")
         assert (event.id.key, list(event.properties)) == (("review_id",), ["review_id", "rating"])
         validated = etl("validate", str(target))
         assert (validated.exit_code, validated.stdout.splitlines()[0]) == (
-            0, f"{table}: 2 rows read, 2 valid, 0 rejected")
+            0,
+            f"{table}: 2 rows read, 2 valid, 0 rejected",
+        )
     finally:
         with postgres_engine.begin() as connection:
             connection.execute(sa.text(f"DROP TABLE {table}"))

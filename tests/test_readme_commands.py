@@ -69,13 +69,26 @@ def test_every_using_it_command_runs_as_written(tmp_path: Path) -> None:
         for command in commands[1:]:
             if command.startswith("etl sandbox"):
                 line = command.rstrip("&").strip().replace("--port 8787", f"--port {port}")
-                sandbox = subprocess.Popen(line, shell=True, cwd=tmp_path, env=env,
-                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                           start_new_session=True)
+                sandbox = subprocess.Popen(
+                    line,
+                    shell=True,
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
                 wait_until_up(env["YOTPO_BASE_URL"], sandbox)
                 continue
-            done = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True,
-                                  text=True, timeout=240)
+            done = subprocess.run(
+                command,
+                shell=True,
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=240,
+            )
             assert "Traceback" not in done.stderr, (command, done.stderr)
             results[command] = done.returncode
     finally:
