@@ -126,7 +126,11 @@ class _Group(click.Group):
         except Exception as exc:  # noqa: BLE001 - the last line of defence, by design
             from etl import crash
 
-            click.echo(f"error: {crash.describe(exc)}", err=True)
+            try:
+                line = crash.describe(exc)
+            except Exception:  # noqa: BLE001 - even the report failed: still one line
+                line = f"internal error ({type(exc).__name__})"
+            click.echo(f"error: {line}", err=True)
             ctx.exit(crash.EXIT_CODE)
 
 

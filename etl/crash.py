@@ -10,7 +10,6 @@ unreachable state database) is not a crash: it is one line saying what and where
 
 from __future__ import annotations
 
-import errno
 import os
 import tempfile
 import traceback
@@ -21,20 +20,11 @@ from etl.redact import mask_free_text
 
 #: The run's environment failed, or an internal error: SPEC §2's "aborted".
 EXIT_CODE = 3
-_ENVIRONMENT_ERRNOS = {
-    errno.ENOSPC,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EDQUOT,
-    errno.ENOENT,
-    errno.EIO,
-}
 
 
 def describe(exc: BaseException) -> str:
     """The one line for the user; writes the masked traceback file when it is a crash."""
-    if isinstance(exc, OSError) and exc.errno in _ENVIRONMENT_ERRNOS:
+    if isinstance(exc, OSError):  # a full disk, a read-only folder, a missing mount
         where = f": {exc.filename}" if exc.filename else ""
         return mask_free_text(f"{exc.strerror or exc}{where}")
     if type(exc).__module__.startswith("sqlalchemy"):  # not imported here: it may not be loaded

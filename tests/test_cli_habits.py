@@ -195,3 +195,14 @@ def test_the_machine_s_state_is_one_line_without_a_report(
         "error: No space left on device: /data/.etl/state.db\n",
     )
     assert not (tmp_path / ".etl").exists()
+
+
+@pytest.mark.parametrize("command", [("status",), ("run", "--limit", "1")])
+def test_a_state_folder_that_cannot_exist_is_one_line_exit_3(tmp_path: Path, command: tuple) -> None:
+    (tmp_path / "blocker").write_text("a file where the state folder should be\n")
+    file = project(tmp_path)
+    data = yaml.safe_load(file.read_text())
+    data["state"] = "blocker/state.db"
+    file.write_text(yaml.safe_dump(data))
+    result = etl(command[0], str(file), *command[1:])
+    assert (result.exit_code, result.stderr) == (3, f"error: Not a directory: {tmp_path}/blocker\n")
