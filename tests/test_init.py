@@ -117,6 +117,13 @@ def test_init_on_a_postgresql_table(
             0,
             f"{table}: 2 rows read, 2 valid, 0 rejected",
         )
+        query = f"SELECT review_id, customer_email, written_at FROM {table} WHERE rating > 4"
+        by_query = tmp_path / "top.yaml"
+        assert etl("init", POSTGRES_URL, "--query", query, "-o", str(by_query)).exit_code == 0
+        top = parse_pipeline(by_query)
+        assert (top.name, top.source.query, top.source.incremental) == ("query", query, None)
+        assert (top.event.customer.email, top.event.customer.external_id) == ("customer_email", None)
+        assert etl("validate", str(by_query)).stdout.startswith("query: 1 rows read, 1 valid")
     finally:
         with postgres_engine.begin() as connection:
             connection.execute(sa.text(f"DROP TABLE {table}"))
