@@ -22,7 +22,10 @@ from rich.table import Table
 from etl.definition import parse_pipeline
 from etl.errors import DefinitionError, EtlError
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
-from etl.report import print_summary
+from etl.logs import LOG_FORMATS, json_logs
+from etl.logs import configure as configure_logs
+from etl.report import RunReport, print_summary
+from etl.watch import running_line
 from etl.sandbox.command import sandbox_command
 
 PIPELINE = click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
@@ -41,8 +44,11 @@ def _exits_cleanly(command: Callable[..., int]) -> Callable[..., None]:
             sys.exit(exc.exit_code)
         except EtlError as exc:
             if exc.report is not None:
-                print_summary(exc.report)
-            click.echo(f"error: {exc}", err=True)
+                _summary(exc.report)
+            if json_logs():
+                logging.getLogger("etl").error("error: %s", exc)
+            else:
+                click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         sys.exit(code)
 
@@ -51,7 +57,9 @@ def _exits_cleanly(command: Callable[..., int]) -> Callable[..., None]:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details (never tokens or unmasked PII).")
-def main(verbose: bool) -> None:
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="json: every log, progress and summary line as one JSON object on stderr.")
+def main(verbose: bool, log_format: str) -> None:
     """Backfill and sync historical customer events into Yotpo.
 
     \b
@@ -62,11 +70,7 @@ def main(verbose: bool) -> None:
       etl status pipelines/orders_shipped.yaml
       etl sandbox --port 8787
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logs(log_format, verbose=verbose)
     # One line per request would drown the progress lines of a million-event run.
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
     # What the imports made lives as long as the process: out of the collector's sight,
@@ -85,9 +89,16 @@ def main(verbose: bool) -> None:
 @click.option("--full-refresh", is_flag=True, help="Ignore state: resend every event.")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run summary as JSON to this path.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="N",
+              help="Serve Prometheus metrics on http://HOST:N/metrics while the run lasts.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics server binds (0.0.0.0 to scrape from another pod).")
+@click.option("--progress-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True,
+              metavar="SECONDS", help="Seconds between progress log lines when not on a terminal.")
 @_exits_cleanly
 def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: int | None,
-                since: str | None, until: str | None, full_refresh: bool, report_json: Path | None) -> int:
+                since: str | None, until: str | None, full_refresh: bool, report_json: Path | None,
+                metrics_port: int | None, metrics_host: str, progress_interval: float) -> int:
     """Extract, validate, transform and load a pipeline.
 
     Resumable: rerun after any stop and it continues; unchanged events are skipped.
@@ -100,14 +111,16 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
         raise click.UsageError("--output goes with --dry-run")
     pipeline = load_pipeline(pipeline_file)
     options = RunOptions(dry_run=dry_run, output=output, limit=limit, since=since, until=until,
-                         full_refresh=full_refresh)
+                         full_refresh=full_refresh, metrics_port=metrics_port,
+                         metrics_host=metrics_host, progress_interval=progress_interval,
+                         progress=False if json_logs() else None)
     try:
         report = run(pipeline, options)
     except EtlError as exc:
         if report_json is not None and exc.report is not None:
             exc.report.write_json(report_json)
         raise
-    print_summary(report)
+    _summary(report)
     if report_json is not None:
         report.write_json(report_json)
     return report.exit_code
@@ -159,6 +172,8 @@ def status_command(pipeline_file: str) -> int:
     console = Console(file=sys.stdout, highlight=False)
     totals = ", ".join(f"{status.value} {count:,}" for status, count in summary.totals.items()) or "none"
     console.print(f"{pipeline.name}: events {totals}; watermark {summary.watermark}")
+    for line in filter(None, (running_line(record.summary or {}) for record in summary.runs)):
+        console.print(line)
     runs = Table("run", "started", "ended", "exit", "extracted", "delivered", "rejected", "failed",
                  "skipped", "pending", title="recent runs")
     for record in summary.runs:
@@ -176,6 +191,15 @@ def status_command(pipeline_file: str) -> int:
             errors.add_row(event_id, error, f"{when:%Y-%m-%d %H:%M:%S}")
         console.print(errors)
     return 0
+
+
+def _summary(report: RunReport) -> None:
+    """The end-of-run summary: a table, or one JSON log line with `--log-format json`."""
+    if json_logs():
+        logging.getLogger("etl").info("%s: %s %s", report.pipeline, report.mode, report.outcome,
+                                      extra={"summary": report.to_json()})
+    else:
+        print_summary(report)
 
 
 def _pending(summary: dict[str, Any]) -> int | str:

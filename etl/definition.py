@@ -66,6 +66,7 @@ class SourceSpec(_Frozen):
     query: str | None = None
     chunk_size: Annotated[int, Field(gt=0)] = 50_000
     incremental: Incremental | None = None
+    count: bool = False  # sql: run SELECT count(*) of the query first, for a whole-source ETA
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> SourceSpec:

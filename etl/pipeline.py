@@ -37,10 +37,12 @@ from etl.redact import mask_email, mask_phone
 from etl.report import ProgressDisplay, RunReport
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+from etl.watch import watching
 
 if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy
     import httpx
 
+    from etl.load.loader import LoadStats
     from etl.state import StateStore
 
 #: Reject examples kept per rule for `etl validate`.
@@ -60,6 +62,9 @@ class RunOptions:
     until: str | None = None  # inclusive upper bound on the incremental cursor
     full_refresh: bool = False  # ignore state: resend everything
     progress: bool | None = None  # live display; None = only on a terminal
+    metrics_port: int | None = None  # serve Prometheus metrics on this port while running
+    metrics_host: str = "127.0.0.1"
+    progress_interval: float = 10.0  # seconds between progress log lines off a terminal
 
 
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
@@ -134,7 +139,9 @@ class _Run:
         self.pipeline = pipeline
         self.options = options
         self.mode = mode
-        self.report = RunReport(pipeline=pipeline.name, mode=mode)
+        self.report = RunReport(
+            pipeline=pipeline.name, mode=mode, store=pipeline.destination.store_id
+        )
         self.validator = Validator(pipeline.event)
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
         self.cursor = cursor
@@ -146,6 +153,12 @@ class _Run:
         self.retry_ids: set[str] = set()
         self.extraction_complete = False
         self.output: BinaryIO | None = None
+        self.extractor = open_extractor(pipeline.source)
+        self.stats: LoadStats | None = None
+        if mode == "run":  # httpx loads only for a real run
+            from etl.load.loader import LoadStats
+
+            self.stats = LoadStats()
 
     # -- set-up -------------------------------------------------------------------
     def _open_state(self) -> StateStore | None:
@@ -179,7 +192,7 @@ class _Run:
     def _chunks(self) -> Iterator[pd.DataFrame]:
         columns = self.pipeline.mapped_columns()
         remaining = self.options.limit
-        for chunk in open_extractor(self.pipeline.source).chunks(columns, self._window()):
+        for chunk in self.extractor.chunks(columns, self._window()):
             if remaining is not None:
                 chunk = chunk.iloc[:remaining]
                 remaining -= len(chunk)
@@ -338,7 +351,7 @@ class _Run:
     async def _load(self, client: httpx.AsyncClient | None) -> None:
         from etl.load import Loader
 
-        async with Loader(self.pipeline.destination, client=client) as loader:
+        async with Loader(self.pipeline.destination, client=client, stats=self.stats) as loader:
             try:
                 await loader.deliver(self._events(), self._on_outcome)
             finally:
@@ -379,11 +392,20 @@ class _Run:
         if self.options.output is not None:
             self.options.output.parent.mkdir(parents=True, exist_ok=True)
             self.output = self.options.output.open("wb")
-        self.progress = ProgressDisplay(report, enabled=self.options.progress)
+        self.progress = ProgressDisplay(
+            report, enabled=self.options.progress, interval=self.options.progress_interval,
+            total_rows=self._total_rows,
+        )
         work = {"run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate}
+        watch = watching(
+            self.progress, self.stats, state=self.state if self.mode == "run" else None,
+            run_id=report.run_id, metrics_port=self.options.metrics_port,
+            metrics_host=self.options.metrics_host,
+        )
         try:
             with self.progress:
-                await _interruptible(work[self.mode]())
+                async with watch:
+                    await _interruptible(work[self.mode]())
         except RunInterrupted as exc:
             self._finish(started, "interrupted", 130, str(exc))
             exc.report = report
@@ -394,6 +416,13 @@ class _Run:
             raise
         self._finish(started, "completed", 1 if report.rejected or report.failed else 0, None)
         return report
+
+    def _total_rows(self) -> int | None:
+        """The rows this run reads in all, when the source's size is known (for the ETA)."""
+        total = self.extractor.estimated_rows()
+        if total is not None and self.options.limit is not None:
+            return min(total, self.options.limit)
+        return total
 
     def _finish(self, started: float, outcome: str, exit_code: int, error: str | None) -> None:
         report = self.report
