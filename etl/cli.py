@@ -68,6 +68,7 @@ def main(verbose: bool, log_format: str) -> None:
       etl run pipelines/orders_shipped.yaml --dry-run --output out.jsonl
       etl run pipelines/orders_shipped.yaml --report-json report.json
       etl status pipelines/orders_shipped.yaml
+      etl report pipelines/orders_shipped.yaml --html report.html
       etl sandbox --port 8787
     """
     configure_logs(log_format, verbose=verbose)
@@ -190,6 +191,33 @@ def status_command(pipeline_file: str) -> int:
         for event_id, error, when in summary.last_errors:
             errors.add_row(event_id, error, f"{when:%Y-%m-%d %H:%M:%S}")
         console.print(errors)
+    return 0
+
+
+@main.command("report")
+@PIPELINE
+@click.option("--html", "html_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one self-contained HTML page (opens offline) to this path.")
+@_exits_cleanly
+def report_command(pipeline_file: str, html_file: Path) -> int:
+    """Write an offline HTML report from the state store: runs, throughput, rejects, ETA.
+
+    \b
+    Example:
+      etl report pipelines/orders_shipped.yaml --html report.html
+    """
+    from etl.history import load_history
+    from etl.html_report import write_report
+    from etl.state import StateStore
+
+    pipeline = parse_pipeline(pipeline_file)
+    store = StateStore(pipeline.state_url)
+    try:
+        history = load_history(store, pipeline)
+    finally:
+        store.close()
+    size = write_report(history, html_file)
+    click.echo(f"{html_file}: {len(history.runs)} runs, {size / 1024:,.0f} KiB", err=True)
     return 0
 
 

@@ -14,18 +14,15 @@ in the message, a safety net behind the masking done where rows are printed.
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from typing import TYPE_CHECKING, Any
 
-from etl.redact import mask_email, mask_phone
+from etl.redact import mask_in_text
 
 if TYPE_CHECKING:
     from etl.report import ProgressDisplay, RunReport
 
 LOG_FORMATS = ("text", "json")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"\+\d{7,15}\b")
 _json = False
 
 
@@ -34,7 +31,7 @@ class _MaskPersonalData(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        masked = _PHONE.sub(lambda m: mask_phone(m.group()), _EMAIL.sub(lambda m: mask_email(m.group()), message))
+        masked = mask_in_text(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True

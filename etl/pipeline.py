@@ -33,7 +33,7 @@ from etl.errors import AbortError, DefinitionError, RunInterrupted
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
 from etl.quarantine import EVENT_ID, Quarantine
-from etl.redact import mask_email, mask_phone
+from etl.redact import mask_in_text
 from etl.report import ProgressDisplay, RunReport
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
@@ -241,11 +241,11 @@ class _Run:
             for _, row in group.drop_duplicates(REJECT_REASON).iterrows():
                 if len(shown) >= EXAMPLES_PER_RULE:
                     break
-                reason = str(row[REJECT_REASON])
-                for column, mask in ((customer.email, mask_email), (customer.phone_number, mask_phone)):
-                    value = row.get(column) if column else None
-                    if isinstance(value, str) and value:
-                        reason = reason.replace(value.strip(), mask(value.strip()))
+                reason = mask_in_text(
+                    str(row[REJECT_REASON]),
+                    email=row.get(customer.email) if customer.email else None,
+                    phone=row.get(customer.phone_number) if customer.phone_number else None,
+                )
                 if reason not in shown:
                     shown.add(reason)
                     examples.setdefault(str(rule), []).append(reason)

@@ -6,9 +6,13 @@ everything printed or logged goes through here first.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from etl import wire
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"\+\d{7,15}\b")
 
 
 def mask_email(value: str) -> str:
@@ -38,3 +42,17 @@ def mask_body(body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(customer.get(field), str):
             customer[field] = mask(customer[field])
     return {**body, wire.CUSTOMER: customer}
+
+
+def mask_in_text(text: str, email: Any = None, phone: Any = None) -> str:
+    """`text` (a log line, a reject reason) with personal data masked.
+
+    The row's own `email` and `phone` values are masked wherever they appear, even
+    when malformed (the reason for a reject often quotes them); anything else shaped
+    like an email address or an E.164 number is masked too.
+    """
+    for value, mask in ((email, mask_email), (phone, mask_phone)):
+        if isinstance(value, str) and value.strip():
+            text = text.replace(value.strip(), mask(value.strip()))
+    text = _EMAIL.sub(lambda match: mask_email(match.group()), text)
+    return _PHONE.sub(lambda match: mask_phone(match.group()), text)
