@@ -213,7 +213,8 @@ def report_command(pipeline_file: str, html_file: Path) -> int:
     pipeline = parse_pipeline(pipeline_file)
     store = StateStore(pipeline.state_url)
     try:
-        history = load_history(store, pipeline)
+        customer = pipeline.event.customer
+        history = load_history(store, pipeline.name, email=customer.email, phone=customer.phone_number)
     finally:
         store.close()
     size = write_report(history, html_file)

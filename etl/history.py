@@ -16,7 +16,6 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl.definition import Pipeline
 from etl.redact import mask_in_text
 from etl.state import StateStore
 from etl.state.schema import events, runs
@@ -65,9 +64,13 @@ class History:
         return last if last is not None and last.ended_at is None and last.summary.get("running") else None
 
 
-def load_history(store: StateStore, definition: Pipeline) -> History:
-    """Read and aggregate one pipeline's runs and events."""
-    pipeline = definition.name
+def load_history(
+    store: StateStore, pipeline: str, *, email: str | None = None, phone: str | None = None
+) -> History:
+    """Read and aggregate one pipeline's runs and events.
+
+    `email` and `phone` name the source columns whose values reject examples mask.
+    """
     with store.engine.connect() as connection:
         run_rows = connection.execute(
             sa.select(runs).where(runs.c.pipeline == pipeline).order_by(runs.c.id.desc()).limit(MAX_RUNS)
@@ -97,8 +100,7 @@ def load_history(store: StateStore, definition: Pipeline) -> History:
         sums = history.per_store.setdefault(store_id, Counter())
         for key in ("delivered", "rejected", "failed", "requests", "http_429"):
             sums[key] += int(run.count(key))
-    customer = definition.event.customer
-    history.examples = _examples(history.runs, customer.email, customer.phone_number)
+    history.examples = _examples(history.runs, email, phone)
     return history
 
 

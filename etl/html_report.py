@@ -12,6 +12,7 @@ each chart, for those who read rather than look.
 from __future__ import annotations
 
 import html
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pygal.style import CleanStyle
 from etl.history import History
 from etl.watch import format_duration, running_line
 
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.DOTALL)
 _OUTCOMES = ("delivered", "rejected", "failed")
 _COLOURS = ("#2e7d32", "#f9a825", "#c62828", "#1565c0", "#6a1b9a")
 _CSS = """
@@ -39,22 +41,22 @@ padding: .8em 1.2em; border-left: 4px solid #1565c0; } figure { margin: 0; } svg
 def _chart(kind: type[pygal.graph.graph.Graph], title: str, colours: tuple[str, ...] = _COLOURS,
            **options: Any) -> Any:
     style = CleanStyle(colors=colours, background="white", plot_background="white")
-    return kind(
-        title=title,
-        style=style,
-        js=[],  # pygal's tooltips script comes from a CDN: none, the page stays offline
-        disable_xml_declaration=True,
-        width=1000,
-        height=320,
-        legend_at_bottom=True,
-        print_values=False,
-        truncate_label=-1,
-        **options,
-    )
+    settings: dict[str, Any] = {
+        "js": [],  # pygal's tooltips script comes from a CDN: none, the page stays offline
+        "disable_xml_declaration": True,
+        "width": 1000,
+        "height": 320,
+        "legend_at_bottom": True,
+        "truncate_label": -1,
+    }
+    return kind(title=title, style=style, **{**settings, **options})
 
 
 def _svg(chart: Any, name: str) -> str:
-    return f'<figure id="{name}" class="chart">{chart.render(is_unicode=True)}</figure>'
+    # pygal always inlines its config for the tooltips script; without that script it is
+    # dead weight (a kilobyte a chart), and a page with no <script> is plainly offline.
+    svg = _SCRIPT.sub("", chart.render(is_unicode=True))
+    return f'<figure id="{name}" class="chart">{svg}</figure>'
 
 
 def throughput_chart(history: History) -> str:
@@ -82,15 +84,16 @@ def waits_chart(history: History) -> str:
     """Where each run's time went: waiting on the limiter, paused by 429s."""
     chart = _chart(pygal.Bar, "Seconds waited per run", colours=("#1565c0", "#c62828", "#9e9e9e"))
     chart.x_labels = [f"run {run.id}" for run in history.runs]
-    chart.add("limiter wait (s, summed over workers)", [round(run.count("limiter_wait_s"), 1) for run in history.runs])
-    chart.add("paused by 429 (s)", [round(run.count("pause_429_s"), 1) for run in history.runs])
-    chart.add("run duration (s)", [round(run.count("duration_s"), 1) for run in history.runs])
+    for label, key in (("limiter wait (s, summed over workers)", "limiter_wait_s"),
+                       ("paused by 429 (s)", "pause_429_s"), ("run duration (s)", "duration_s")):
+        chart.add(label, [round(run.count(key), 1) for run in history.runs])
     return _svg(chart, "waits")
 
 
 def rejects_chart(history: History) -> str:
     """Rejected rows by rule, all runs shown."""
-    chart = _chart(pygal.HorizontalBar, "Rejected rows by rule", height=max(160, 60 + 30 * len(history.rejects_by_rule)))
+    chart = _chart(pygal.HorizontalBar, "Rejected rows by rule",
+                   height=max(160, 60 + 30 * len(history.rejects_by_rule)))
     for rule, count in history.rejects_by_rule.most_common():
         chart.add(rule, count)
     return _svg(chart, "rejects")
@@ -143,7 +146,10 @@ def _tiles(history: History) -> str:
     totals = history.totals
     waited = sum(run.count("limiter_wait_s") for run in history.runs)
     paused = sum(run.count("pause_429_s") for run in history.runs)
-    tiles = [(status, f"{totals.get(status, 0):,}") for status in _OUTCOMES]
+    tiles = [("delivered", f"{totals.get('delivered', 0):,}"),
+             ("rejected by the API", f"{totals.get('rejected', 0):,}"),
+             ("failed (resent next run)", f"{totals.get('failed', 0):,}"),
+             ("rows rejected (summed over runs)", f"{sum(history.rejects_by_rule.values()):,}")]
     tiles += [("waited on the limiter", format_duration(waited)), ("paused by 429s", format_duration(paused))]
     return '<div class="tiles" id="totals">' + "".join(
         f'<div class="tile" data-name="{html.escape(name)}"><b>{html.escape(value)}</b>{html.escape(name)}</div>'
@@ -164,7 +170,9 @@ def _rejects(history: History) -> str:
         return "<h2>Rejects</h2><p>No row was rejected.</p>"
     rows = [[rule, count, " | ".join(history.examples.get(rule, []))]
             for rule, count in history.rejects_by_rule.most_common()]
-    return ("<h2>Rejects by rule</h2>" + rejects_chart(history)
+    note = ('<p class="muted">Summed over the runs shown: a rerun that reads a bad row again '
+            "counts it again. The rows and their reasons are in the quarantine files.</p>")
+    return ("<h2>Rejects by rule</h2>" + note + rejects_chart(history)
             + _table(["rule", "rows", "examples (masked)"], rows, "rejects-table"))
 
 
