@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from etl.state.schema import events, runs
 
 #: Hours shown in the throughput chart: the last 30 days of activity.
 MAX_HOURS = 30 * 24
+#: A history no longer than this is counted per minute, not per hour.
+MINUTES_UP_TO = timedelta(hours=6)
 #: Runs shown in the per-run charts and table: the most recent ones.
 MAX_RUNS = 60
 #: Masked reject examples kept per rule.
@@ -53,6 +55,7 @@ class History:
     runs: list[Run]  # oldest first, the last MAX_RUNS
     totals: dict[str, int]  # events per latest status, all time
     hourly: list[tuple[str, dict[str, int]]]  # ("2026-11-30 14:00", {status: count}), oldest first
+    bucket: str = "hour"  # of `hourly`: "minute" when all of it fits in a few hours
     rejects_by_rule: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)  # rule -> masked reasons
     per_store: dict[str, Counter[str]] = field(default_factory=dict)  # store -> summed counters
@@ -82,7 +85,12 @@ def load_history(
                 .group_by(events.c.status)
             ).all()
         )
-        hour = _hour(connection.dialect.name)
+        first, last = connection.execute(
+            sa.select(sa.func.min(events.c.last_at), sa.func.max(events.c.last_at))
+            .where(events.c.pipeline == pipeline)
+        ).one()
+        bucket = "minute" if first is not None and last - first <= MINUTES_UP_TO else "hour"
+        hour = _truncated(connection.dialect.name, bucket)
         hourly_rows = connection.execute(
             sa.select(hour, events.c.status, sa.func.count())
             .where(events.c.pipeline == pipeline)
@@ -93,6 +101,7 @@ def load_history(
         runs=[_run(row) for row in reversed(run_rows)],
         totals={status: int(count) for status, count in totals.items()},
         hourly=_hours(hourly_rows),
+        bucket=bucket,
     )
     for run in history.runs:
         history.rejects_by_rule.update(run.summary.get("rejected_by_rule") or {})
@@ -111,13 +120,14 @@ def _run(row: Any) -> Run:
     return Run(row.id, row.started_at, row.ended_at, row.exit_code, summary)
 
 
-def _hour(dialect: str) -> sa.ColumnElement[str]:
-    """`last_at` truncated to its hour as text, in each database's own words."""
+def _truncated(dialect: str, bucket: str) -> sa.ColumnElement[str]:
+    """`last_at` truncated to its hour (or minute) as text, in each database's own words."""
+    minute = bucket == "minute"
     if dialect == "postgresql":
-        return sa.func.to_char(events.c.last_at, "YYYY-MM-DD HH24:00")
+        return sa.func.to_char(events.c.last_at, "YYYY-MM-DD HH24:" + ("MI" if minute else "00"))
     if dialect in ("mysql", "mariadb"):
-        return sa.func.date_format(events.c.last_at, "%Y-%m-%d %H:00")
-    return sa.func.strftime("%Y-%m-%d %H:00", events.c.last_at)
+        return sa.func.date_format(events.c.last_at, "%Y-%m-%d %H:" + ("%i" if minute else "00"))
+    return sa.func.strftime("%Y-%m-%d %H:" + ("%M" if minute else "00"), events.c.last_at)
 
 
 def _hours(rows: list[Any]) -> list[tuple[str, dict[str, int]]]:

@@ -61,7 +61,7 @@ def _svg(chart: Any, name: str) -> str:
 
 def throughput_chart(history: History) -> str:
     """Events per hour by outcome (the hour of each event's latest outcome)."""
-    chart = _chart(pygal.StackedBar, "Events per hour (by latest outcome)", x_label_rotation=30,
+    chart = _chart(pygal.StackedBar, f"Events per {history.bucket} (by latest outcome)", x_label_rotation=30,
                    show_minor_x_labels=False)
     hours = [hour for hour, _ in history.hourly]
     chart.x_labels = hours

@@ -108,7 +108,7 @@ def test_chromium_renders_the_charts_and_numbers(reported, tmp_path: Path) -> No
     rendered = dom.stdout
     assert rendered.count("<svg") == 4  # throughput, outcomes, waits, rejects
     assert f"<b>{GOOD}</b>delivered" in rendered
-    assert "Events per hour" in rendered and "Outcomes per run" in rendered
+    assert "Events per minute" in rendered and "Outcomes per run" in rendered  # a short history
     screenshot = tmp_path / "report.png"
     shot = subprocess.run([chromium, *flags, f"--screenshot={screenshot}", "--window-size=1200,2200",
                            page.as_uri()], capture_output=True, text=True, timeout=120)
@@ -154,8 +154,13 @@ def test_history_counts_events_per_hour_on_every_database(url: str) -> None:  # 
                                                         events.c.event_id.in_([outcome(n, Status.DELIVERED).event.id for n in (0, 1)]))
                                .values(last_at=earlier))
         history = load_history(store, "p")
+        recent = load_history(store, "other")
     finally:
         store.close()
+    assert recent.bucket == "minute" and sum(recent.hourly[-1][1].values()) <= 9
+    assert sum(sum(counts.values()) for _, counts in recent.hourly) == 9
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", recent.hourly[0][0])
+    assert history.bucket == "hour"
     assert history.totals == {"delivered": 5, "failed": 2}
     assert history.hourly[0] == ("2026-11-30 09:00", {"delivered": 2})
     assert len(history.hourly) == 2
