@@ -27,10 +27,10 @@ _SCRIPT = re.compile(r"<script\b.*?</script>", re.DOTALL)
 _OUTCOMES = ("delivered", "rejected", "failed")
 _COLOURS = ("#2e7d32", "#f9a825", "#c62828", "#1565c0", "#6a1b9a")
 _CSS = """
-body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: .6em 0; } td, th { padding: 3px 10px; text-align: right; }
-th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+table { border-collapse: collapse; margin: .6em 0; font-size: 13px; } td, th { padding: 3px 8px; text-align: right; }
+th { background: #f3f3f3; } td { white-space: nowrap; } td.prose { white-space: normal; text-align: left; } td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; } .muted { color: #777; }
 .tiles { display: flex; gap: 1em; flex-wrap: wrap; } .tile { background: #f5f7fa; padding: .7em 1.2em;
 border-radius: 6px; } .tile b { display: block; font-size: 1.5em; } .running { background: #e3f2fd;
@@ -92,10 +92,11 @@ def waits_chart(history: History) -> str:
 
 def rejects_chart(history: History) -> str:
     """Rejected rows by rule, all runs shown."""
-    chart = _chart(pygal.HorizontalBar, "Rejected rows by rule",
-                   height=max(160, 60 + 30 * len(history.rejects_by_rule)))
-    for rule, count in history.rejects_by_rule.most_common():
-        chart.add(rule, count)
+    chart = _chart(pygal.HorizontalBar, "Rejected rows by rule", colours=("#f9a825",),
+                   height=max(180, 90 + 40 * len(history.rejects_by_rule)), show_legend=False)
+    ranked = history.rejects_by_rule.most_common()
+    chart.x_labels = [rule for rule, _ in ranked]
+    chart.add("rows", [count for _, count in ranked])
     return _svg(chart, "rejects")
 
 
@@ -113,9 +114,15 @@ def stores_chart(history: History) -> str:
 def _table(header: list[str], rows: list[list[Any]], name: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(_cell(value))}</td>" for value in row) + "</tr>" for row in rows
+        "<tr>" + "".join(_td(value) for value in row) + "</tr>" for row in rows
     )
     return f'<table id="{name}"><tr>{head}</tr>{body}</table>'
+
+
+def _td(value: Any) -> str:
+    """Numbers and times right-aligned on one line; prose left-aligned and wrapped."""
+    prose = isinstance(value, str) and " " in value
+    return f'<td class="prose">{html.escape(value)}</td>' if prose else f"<td>{html.escape(_cell(value))}</td>"
 
 
 def _cell(value: Any) -> str:

@@ -72,9 +72,9 @@ def test_the_page_has_the_state_numbers_and_masked_examples(reported) -> None:
     }
     runs = re.findall(r"<tr><td>(\d+)</td>.*?</tr>", page)
     assert runs == ["2", "1"]
-    assert re.search(r"<tr><td>email</td><td>4</td><td>email &#x27;j\*\*\*@example&#x27; is not a "
+    assert re.search(r'<tr><td>email</td><td>4</td><td class="prose">email &#x27;j\*\*\*@example&#x27; is not a '
                      r"valid address[^<]*\| email &#x27;b\*\*\*@@example.com&#x27;", page)
-    assert re.search(r"<tr><td>occurred_at</td><td>2</td><td>occurred_at &#x27;not a date&#x27;", page)
+    assert re.search(r'<tr><td>occurred_at</td><td>2</td><td class="prose">occurred_at &#x27;not a date&#x27;', page)
     assert "jane.doe" not in page and "bob.smith" not in page
     assert "Per store" not in page  # one store: no per-store section
 
