@@ -75,6 +75,9 @@ class SourceSpec(_Frozen):
                 raise ValueError(f"source.path: required for a {self.type} source")
             if self.url or self.query:
                 raise ValueError(f"source: url/query do not apply to a {self.type} source")
+            if self.count:
+                raise ValueError(f"source.count: applies to sql only (a {self.type} source's size "
+                                 "is known without it)")
         else:
             if not self.url or not self.query:
                 raise ValueError("source: a sql source needs both url and query")
