@@ -21,12 +21,12 @@ from rich.table import Table
 
 from etl.definition import parse_pipeline
 from etl.errors import DefinitionError, EtlError
-from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.logs import LOG_FORMATS, json_logs
 from etl.logs import configure as configure_logs
+from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import RunReport, print_summary
-from etl.watch import running_line
 from etl.sandbox.command import sandbox_command
+from etl.watch import running_line
 
 PIPELINE = click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
 

@@ -64,7 +64,11 @@ class History:
     def running(self) -> Run | None:
         """The latest run when it has not ended (or was killed: its snapshot says when)."""
         last = self.runs[-1] if self.runs else None
-        return last if last is not None and last.ended_at is None and last.summary.get("running") else None
+        return (
+            last
+            if last is not None and last.ended_at is None and last.summary.get("running")
+            else None
+        )
 
 
 def load_history(
@@ -75,19 +79,12 @@ def load_history(
     `email` and `phone` name the source columns whose values reject examples mask.
     """
     with store.engine.connect() as connection:
-        run_rows = connection.execute(
-            sa.select(runs).where(runs.c.pipeline == pipeline).order_by(runs.c.id.desc()).limit(MAX_RUNS)
-        ).all()
-        totals = dict(
-            connection.execute(
-                sa.select(events.c.status, sa.func.count())
-                .where(events.c.pipeline == pipeline)
-                .group_by(events.c.status)
-            ).all()
-        )
+        newest = sa.select(runs).where(runs.c.pipeline == pipeline).order_by(runs.c.id.desc())
+        run_rows = connection.execute(newest.limit(MAX_RUNS)).all()
         first, last = connection.execute(
-            sa.select(sa.func.min(events.c.last_at), sa.func.max(events.c.last_at))
-            .where(events.c.pipeline == pipeline)
+            sa.select(sa.func.min(events.c.last_at), sa.func.max(events.c.last_at)).where(
+                events.c.pipeline == pipeline
+            )
         ).one()
         bucket = "minute" if first is not None and last - first <= MINUTES_UP_TO else "hour"
         hour = _truncated(connection.dialect.name, bucket)
@@ -99,7 +96,7 @@ def load_history(
     history = History(
         pipeline=pipeline,
         runs=[_run(row) for row in reversed(run_rows)],
-        totals={status: int(count) for status, count in totals.items()},
+        totals={status.value: count for status, count in store.summary(pipeline).totals.items()},
         hourly=_hours(hourly_rows),
         bucket=bucket,
     )

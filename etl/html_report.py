@@ -28,18 +28,27 @@ _OUTCOMES = ("delivered", "rejected", "failed")
 _COLOURS = ("#2e7d32", "#f9a825", "#c62828", "#1565c0", "#6a1b9a")
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; }
-h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: .6em 0; font-size: 13px; } td, th { padding: 3px 8px; text-align: right; }
-th { background: #f3f3f3; } td { white-space: nowrap; } td.prose { white-space: normal; text-align: left; } td:first-child, th:first-child { text-align: left; }
+h1 { font-size: 1.6em; margin-bottom: .2em; }
+h2 { margin-top: 1.8em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: .6em 0; font-size: 13px; }
+td, th { padding: 3px 8px; text-align: right; } th { background: #f3f3f3; }
+td { white-space: nowrap; } td.prose { white-space: normal; text-align: left; }
+td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; } .muted { color: #777; }
-.tiles { display: flex; gap: 1em; flex-wrap: wrap; } .tile { background: #f5f7fa; padding: .7em 1.2em;
-border-radius: 6px; } .tile b { display: block; font-size: 1.5em; } .running { background: #e3f2fd;
-padding: .8em 1.2em; border-left: 4px solid #1565c0; } figure { margin: 0; } svg { max-width: 100%; }
+.tiles { display: flex; gap: 1em; flex-wrap: wrap; }
+.tile { background: #f5f7fa; padding: .7em 1.2em; border-radius: 6px; }
+.tile b { display: block; font-size: 1.5em; }
+.running { background: #e3f2fd; padding: .8em 1.2em; border-left: 4px solid #1565c0; }
+figure { margin: 0; } svg { max-width: 100%; }
 """
 
 
-def _chart(kind: type[pygal.graph.graph.Graph], title: str, colours: tuple[str, ...] = _COLOURS,
-           **options: Any) -> Any:
+def _chart(
+    kind: type[pygal.graph.graph.Graph],
+    title: str,
+    colours: tuple[str, ...] = _COLOURS,
+    **options: Any,
+) -> Any:
     style = CleanStyle(colors=colours, background="white", plot_background="white")
     settings: dict[str, Any] = {
         "js": [],  # pygal's tooltips script comes from a CDN: none, the page stays offline
@@ -61,8 +70,12 @@ def _svg(chart: Any, name: str) -> str:
 
 def throughput_chart(history: History) -> str:
     """Events per hour by outcome (the hour of each event's latest outcome)."""
-    chart = _chart(pygal.StackedBar, f"Events per {history.bucket} (by latest outcome)", x_label_rotation=30,
-                   show_minor_x_labels=False)
+    chart = _chart(
+        pygal.StackedBar,
+        f"Events per {history.bucket} (by latest outcome)",
+        x_label_rotation=30,
+        show_minor_x_labels=False,
+    )
     hours = [hour for hour, _ in history.hourly]
     chart.x_labels = hours
     chart.x_labels_major = hours[:: max(len(hours) // 12, 1)]
@@ -84,16 +97,24 @@ def waits_chart(history: History) -> str:
     """Where each run's time went: waiting on the limiter, paused by 429s."""
     chart = _chart(pygal.Bar, "Seconds waited per run", colours=("#1565c0", "#c62828", "#9e9e9e"))
     chart.x_labels = [f"run {run.id}" for run in history.runs]
-    for label, key in (("limiter wait (s, summed over workers)", "limiter_wait_s"),
-                       ("paused by 429 (s)", "pause_429_s"), ("run duration (s)", "duration_s")):
+    for label, key in (
+        ("limiter wait (s, summed over workers)", "limiter_wait_s"),
+        ("paused by 429 (s)", "pause_429_s"),
+        ("run duration (s)", "duration_s"),
+    ):
         chart.add(label, [round(run.count(key), 1) for run in history.runs])
     return _svg(chart, "waits")
 
 
 def rejects_chart(history: History) -> str:
     """Rejected rows by rule, all runs shown."""
-    chart = _chart(pygal.HorizontalBar, "Rejected rows by rule", colours=("#f9a825",),
-                   height=max(180, 90 + 40 * len(history.rejects_by_rule)), show_legend=False)
+    chart = _chart(
+        pygal.HorizontalBar,
+        "Rejected rows by rule",
+        colours=("#f9a825",),
+        height=max(180, 90 + 40 * len(history.rejects_by_rule)),
+        show_legend=False,
+    )
     ranked = history.rejects_by_rule.most_common()
     chart.x_labels = [rule for rule, _ in ranked]
     chart.add("rows", [count for _, count in ranked])
@@ -102,8 +123,9 @@ def rejects_chart(history: History) -> str:
 
 def stores_chart(history: History) -> str:
     """One line per store, when the runs went to several."""
-    chart = _chart(pygal.HorizontalStackedBar, "Per store",
-                   height=max(160, 60 + 30 * len(history.per_store)))
+    chart = _chart(
+        pygal.HorizontalStackedBar, "Per store", height=max(160, 60 + 30 * len(history.per_store))
+    )
     stores = sorted(history.per_store)
     chart.x_labels = stores
     for key in _OUTCOMES:
@@ -113,16 +135,18 @@ def stores_chart(history: History) -> str:
 
 def _table(header: list[str], rows: list[list[Any]], name: str) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(_td(value) for value in row) + "</tr>" for row in rows
-    )
+    body = "".join("<tr>" + "".join(_td(value) for value in row) + "</tr>" for row in rows)
     return f'<table id="{name}"><tr>{head}</tr>{body}</table>'
 
 
 def _td(value: Any) -> str:
     """Numbers and times right-aligned on one line; prose left-aligned and wrapped."""
     prose = isinstance(value, str) and " " in value
-    return f'<td class="prose">{html.escape(value)}</td>' if prose else f"<td>{html.escape(_cell(value))}</td>"
+    return (
+        f'<td class="prose">{html.escape(value)}</td>'
+        if prose
+        else f"<td>{html.escape(_cell(value))}</td>"
+    )
 
 
 def _cell(value: Any) -> str:
@@ -140,12 +164,42 @@ def _runs_table(history: History) -> str:
     for run in reversed(history.runs):
         s = run.summary
         state = s.get("outcome") if run.ended_at else ("running" if s.get("running") else "killed?")
-        rows.append([run.id, run.started_at, run.ended_at, state, run.exit_code, s.get("extracted"),
-                     s.get("delivered"), s.get("rejected"), s.get("failed"), s.get("skipped_unchanged"),
-                     s.get("http_429"), s.get("limiter_wait_s"), s.get("pause_429_s"), s.get("duration_s"),
-                     s.get("requests_per_s")])
-    header = ["run", "started (UTC)", "ended (UTC)", "outcome", "exit", "read", "delivered", "rejected",
-              "failed", "unchanged", "429s", "limiter wait s", "429 pause s", "duration s", "req/s"]
+        rows.append(
+            [
+                run.id,
+                run.started_at,
+                run.ended_at,
+                state,
+                run.exit_code,
+                s.get("extracted"),
+                s.get("delivered"),
+                s.get("rejected"),
+                s.get("failed"),
+                s.get("skipped_unchanged"),
+                s.get("http_429"),
+                s.get("limiter_wait_s"),
+                s.get("pause_429_s"),
+                s.get("duration_s"),
+                s.get("requests_per_s"),
+            ]
+        )
+    header = [
+        "run",
+        "started (UTC)",
+        "ended (UTC)",
+        "outcome",
+        "exit",
+        "read",
+        "delivered",
+        "rejected",
+        "failed",
+        "unchanged",
+        "429s",
+        "limiter wait s",
+        "429 pause s",
+        "duration s",
+        "req/s",
+    ]
     return _table(header, rows, "runs")
 
 
@@ -153,15 +207,25 @@ def _tiles(history: History) -> str:
     totals = history.totals
     waited = sum(run.count("limiter_wait_s") for run in history.runs)
     paused = sum(run.count("pause_429_s") for run in history.runs)
-    tiles = [("delivered", f"{totals.get('delivered', 0):,}"),
-             ("rejected by the API", f"{totals.get('rejected', 0):,}"),
-             ("failed (resent next run)", f"{totals.get('failed', 0):,}"),
-             ("rows rejected (summed over runs)", f"{sum(history.rejects_by_rule.values()):,}")]
-    tiles += [("waited on the limiter", format_duration(waited)), ("paused by 429s", format_duration(paused))]
-    return '<div class="tiles" id="totals">' + "".join(
-        f'<div class="tile" data-name="{html.escape(name)}"><b>{html.escape(value)}</b>{html.escape(name)}</div>'
-        for name, value in tiles
-    ) + "</div>"
+    tiles = [
+        ("delivered", f"{totals.get('delivered', 0):,}"),
+        ("rejected by the API", f"{totals.get('rejected', 0):,}"),
+        ("failed (resent next run)", f"{totals.get('failed', 0):,}"),
+        ("rows rejected (summed over runs)", f"{sum(history.rejects_by_rule.values()):,}"),
+    ]
+    tiles += [
+        ("waited on the limiter", format_duration(waited)),
+        ("paused by 429s", format_duration(paused)),
+    ]
+    return (
+        '<div class="tiles" id="totals">'
+        + "".join(
+            f'<div class="tile" data-name="{html.escape(name)}">'
+            f"<b>{html.escape(value)}</b>{html.escape(name)}</div>"
+            for name, value in tiles
+        )
+        + "</div>"
+    )
 
 
 def _running(history: History) -> str:
@@ -175,21 +239,34 @@ def _running(history: History) -> str:
 def _rejects(history: History) -> str:
     if not history.rejects_by_rule:
         return "<h2>Rejects</h2><p>No row was rejected.</p>"
-    rows = [[rule, count, " | ".join(history.examples.get(rule, []))]
-            for rule, count in history.rejects_by_rule.most_common()]
-    note = ('<p class="muted">Summed over the runs shown: a rerun that reads a bad row again '
-            "counts it again. The rows and their reasons are in the quarantine files.</p>")
-    return ("<h2>Rejects by rule</h2>" + note + rejects_chart(history)
-            + _table(["rule", "rows", "examples (masked)"], rows, "rejects-table"))
+    rows = [
+        [rule, count, " | ".join(history.examples.get(rule, []))]
+        for rule, count in history.rejects_by_rule.most_common()
+    ]
+    note = (
+        '<p class="muted">Summed over the runs shown: a rerun that reads a bad row again '
+        "counts it again. The rows and their reasons are in the quarantine files.</p>"
+    )
+    return (
+        "<h2>Rejects by rule</h2>"
+        + note
+        + rejects_chart(history)
+        + _table(["rule", "rows", "examples (masked)"], rows, "rejects-table")
+    )
 
 
 def _stores(history: History) -> str:
     if len(history.per_store) < 2:
         return ""
-    rows = [[store, *(sums[key] for key in (*_OUTCOMES, "requests", "http_429"))]
-            for store, sums in sorted(history.per_store.items())]
-    return ("<h2>Per store</h2>" + stores_chart(history)
-            + _table(["store", *_OUTCOMES, "requests", "429s"], rows, "stores-table"))
+    rows = [
+        [store, *(sums[key] for key in (*_OUTCOMES, "requests", "http_429"))]
+        for store, sums in sorted(history.per_store.items())
+    ]
+    return (
+        "<h2>Per store</h2>"
+        + stores_chart(history)
+        + _table(["store", *_OUTCOMES, "requests", "429s"], rows, "stores-table")
+    )
 
 
 def render(history: History, now: datetime | None = None) -> str:

@@ -34,7 +34,9 @@ if TYPE_CHECKING:
 class RunCollector:
     """The metrics of one run, computed from its live counters on every scrape."""
 
-    def __init__(self, display: ProgressDisplay, stats: LoadStats | None, started_at: float) -> None:
+    def __init__(
+        self, display: ProgressDisplay, stats: LoadStats | None, started_at: float
+    ) -> None:
         self.display = display
         self.stats = stats
         self.started_at = started_at  # Unix time
@@ -63,34 +65,53 @@ class RunCollector:
         ):
             events.add_metric([*values, outcome], count)
         yield events
-        rules = CounterMetricFamily("etl_rejected_rows", "Rejected rows by rule.", labels=[*names, "rule"])
+        rules = CounterMetricFamily(
+            "etl_rejected_rows", "Rejected rows by rule.", labels=[*names, "rule"]
+        )
         for rule, count in dict(report.rejected_by_rule).items():
             rules.add_metric([*values, rule], count)
         yield rules
         yield counter("etl_rows_read", "Source rows read.", report.extracted)
-        yield gauge("etl_queue_depth", "Events read and waiting for a sender.", pending_events(report))
+        yield gauge(
+            "etl_queue_depth", "Events read and waiting for a sender.", pending_events(report)
+        )
         eta = self.display.eta()
-        yield gauge("etl_eta_seconds", "Seconds left at the achieved rate (NaN: no rate yet).",
-                    math.nan if eta.seconds is None else eta.seconds)
+        yield gauge(
+            "etl_eta_seconds",
+            "Seconds left at the achieved rate (NaN: no rate yet).",
+            math.nan if eta.seconds is None else eta.seconds,
+        )
         total = self.display.total_rows()
-        yield gauge("etl_source_rows", "Rows in the whole source (NaN: not known).",
-                    math.nan if total is None else total)
-        yield gauge("etl_run_start_time_seconds", "When the run started (Unix time).", self.started_at)
+        yield gauge(
+            "etl_source_rows",
+            "Rows in the whole source (NaN: not known).",
+            math.nan if total is None else total,
+        )
+        yield gauge(
+            "etl_run_start_time_seconds", "When the run started (Unix time).", self.started_at
+        )
         yield from self._http(names, values)
 
     def _http(self, names: list[str], values: list[str]) -> Iterator[Metric]:
         stats = self.stats
         if stats is None:  # a dry run sends nothing
             return
-        requests = CounterMetricFamily("etl_http_requests", "Requests by HTTP status (or timeout, "
-                                       "connection).", labels=[*names, "status"])
+        requests = CounterMetricFamily(
+            "etl_http_requests",
+            "Requests by HTTP status (or timeout, connection).",
+            labels=[*names, "status"],
+        )
         for status, count in dict(stats.status_counts).items():
             requests.add_metric([*values, str(status)], count)
         yield requests
         for name, doc, value in (
             ("etl_http_429", "Answers that said the rate limit was exceeded.", stats.http_429),
             ("etl_http_retries", "Requests that retried an event.", stats.retries),
-            ("etl_limiter_wait_seconds", "Seconds the limiter held requests back.", stats.limiter_wait_s),
+            (
+                "etl_limiter_wait_seconds",
+                "Seconds the limiter held requests back.",
+                stats.limiter_wait_s,
+            ),
             ("etl_pause_429_seconds", "Seconds sending was paused by 429s.", stats.pause_429_s),
         ):
             family = CounterMetricFamily(name, doc, labels=names)
@@ -112,8 +133,9 @@ class MetricsServer:
         try:
             self._server, self._thread = start_http_server(self.port, self.host, self.registry)
         except OSError as exc:
-            raise OptionError(f"--metrics-port {self.port}: cannot listen on {self.host}: "
-                              f"{exc.strerror or exc}") from None
+            raise OptionError(
+                f"--metrics-port {self.port}: cannot listen on {self.host}: {exc.strerror or exc}"
+            ) from None
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -92,20 +92,24 @@ def running_line(summary: dict[str, Any], now: datetime | None = None) -> str | 
     at = datetime.fromisoformat(summary["progress_at"])
     age = (now or datetime.now(UTC)) - at
     if age > timedelta(seconds=HEARTBEAT_S * STALE_AFTER):
-        return (f"run {summary.get('run_id')}: no progress since {at:%Y-%m-%d %H:%M:%S} UTC "
-                "(the process is gone: killed or rebooted); rerun to resume")
+        return (
+            f"run {summary.get('run_id')}: no progress since {at:%Y-%m-%d %H:%M:%S} UTC "
+            "(the process is gone: killed or rebooted); rerun to resume"
+        )
     total = summary.get("total_rows")
     read = f"{summary.get('extracted', 0):,}" + (f" of {total:,}" if total is not None else "")
     eta_s = summary.get("eta_s")
     scope = "whole source" if summary.get("eta_whole_source") else "what is read so far"
     eta = "unknown yet" if eta_s is None else f"{format_duration(eta_s)} ({scope})"
-    return (f"run {summary.get('run_id')} running: read {read}, delivered "
-            f"{summary.get('delivered', 0):,}, {summary.get('rate_per_s', 0):,.1f}/s, ETA {eta}")
+    return (
+        f"run {summary.get('run_id')} running: read {read}, delivered "
+        f"{summary.get('delivered', 0):,}, {summary.get('rate_per_s', 0):,.1f}/s, ETA {eta}"
+    )
 
 
 def format_duration(seconds: float) -> str:
     """`3d 4h`, `2h 05m`, `4m 10s`, `12s`: the precision a person plans with."""
-    whole = int(round(seconds))
+    whole = round(seconds)
     days, rest = divmod(whole, 86_400)
     hours, rest = divmod(rest, 3_600)
     minutes, secs = divmod(rest, 60)

@@ -43,7 +43,7 @@ def test_parquet_is_counted_from_its_footers(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("database", ALL_DATABASES, indirect=True)
-def test_sql_counts_the_windowed_query_only_when_allowed(database: tuple[str, str]) -> None:  # noqa: F811
+def test_sql_counts_the_windowed_query_only_when_allowed(database) -> None:  # noqa: F811
     url, table = database
     spec = {"type": "sql", "url": SecretStr(url), "query": f"SELECT * FROM {table}"}
     quiet = open_extractor(SourceSpec(**spec))
@@ -62,7 +62,9 @@ def test_count_is_refused_on_a_file_source() -> None:
 
 
 def test_the_eta_covers_the_unread_rows_scaled_by_the_share_that_needs_sending() -> None:
-    report = RunReport(pipeline="p", extracted=1_000, valid=900, skipped_unchanged=100, delivered=300)
+    report = RunReport(
+        pipeline="p", extracted=1_000, valid=900, skipped_unchanged=100, delivered=300
+    )
     report.reject("email", 100)
     eta = estimate(report, elapsed_s=60.0, total_rows=10_000)
     # pending 900 - 100 - 300 = 500; unread 9,000 x (800 / 1,000) = 7,200; rate 5/s

@@ -60,14 +60,19 @@ def slow_project(tmp_path: Path, sandbox):
 def test_metrics_scraped_mid_run_match_what_the_sandbox_received(slow_project) -> None:
     server, project = slow_project
     port = _free_port()
-    process = project.spawn("--metrics-port", str(port), "--report-json", str(project.root / "report.json"))
+    process = project.spawn(
+        "--metrics-port", str(port), "--report-json", str(project.root / "report.json")
+    )
     try:
         deadline, samples = time.monotonic() + POLL_S, None
         while time.monotonic() < deadline and process.poll() is None:
             before = server.stats(STORE)
             samples = _scrape(port)
             after = server.stats(STORE)
-            if samples is not None and _value(samples, "etl_events_total", outcome="delivered") >= 5:
+            if (
+                samples is not None
+                and _value(samples, "etl_events_total", outcome="delivered") >= 5
+            ):
                 break
             time.sleep(0.2)
         assert samples is not None, "the metrics server never answered"
@@ -114,13 +119,17 @@ def test_a_taken_metrics_port_is_one_line_and_exit_2(slow_project) -> None:
 
 def test_json_logs_are_one_object_per_line_with_counts_and_no_token(slow_project) -> None:
     server, project = slow_project
-    result = project.etl("--log-format", "json", "run", str(project.file), "--progress-interval", "0.5")
+    result = project.etl(
+        "--log-format", "json", "run", str(project.file), "--progress-interval", "0.5"
+    )
     assert result.returncode == 1, result.stderr
     records = [json.loads(line) for line in result.stderr.splitlines()]  # every line parses
     assert all({"time", "level", "logger", "message"} <= record.keys() for record in records)
     progress = [record for record in records if "eta_s" in record]
     assert len(progress) >= 3  # a ~6 s run, a line every 0.5 s
-    assert all(record["pipeline"] == "orders_e2e" and record["store"] == STORE for record in progress)
+    assert all(
+        record["pipeline"] == "orders_e2e" and record["store"] == STORE for record in progress
+    )
     assert all(record["total_rows"] == ROWS + 2 for record in progress)
     delivered = [record["delivered"] for record in progress]
     assert delivered == sorted(delivered) and delivered[-1] > 0
@@ -144,16 +153,21 @@ def test_json_logs_carry_errors_as_json_and_exit_3(slow_project) -> None:
 def test_log_lines_mask_emails_and_phone_numbers() -> None:
     code = (
         "import logging; from etl.logs import configure; configure('json', verbose=False); "
-        "logging.getLogger('etl').warning('row of %s (%s) refused', 'ann.lee@example.com', '+14155552671')"
+        "logging.getLogger('etl').warning('row of %s (%s) refused', "
+        "'ann.lee@example.com', '+14155552671')"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
     record = json.loads(result.stderr)
     assert record["message"] == "row of a***@example.com (+1********71) refused"
 
 
 def test_status_of_a_running_pipeline_gives_the_whole_source_eta(slow_project) -> None:
     server, project = slow_project
-    project.write(server.base_url, csv_source(project.root, orders(ROWS)), rate_limit=2, concurrency=1)
+    project.write(
+        server.base_url, csv_source(project.root, orders(ROWS)), rate_limit=2, concurrency=1
+    )
     process = project.spawn()  # ~15 s: `etl status` takes a second or two to start
     try:
         deadline, line = time.monotonic() + POLL_S, ""
