@@ -31,7 +31,7 @@ def snapshot(display: ProgressDisplay) -> dict[str, Any]:
     """The running run's summary as `etl status` and the HTML report read it."""
     eta = display.eta()
     return {
-        **display.report.to_json(),
+        **display.report.to_dict(),
         "running": True,
         "progress_at": datetime.now(UTC).isoformat(),
         "total_rows": display.total_rows(),
