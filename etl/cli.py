@@ -198,7 +198,7 @@ rejected rows in .etl/rejects/<pipeline>/<run id>.csv."""
 @click.option("--full-refresh", is_flag=True, help="Ignore state: resend every event.")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run summary as JSON to this path.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), metavar="N",
+@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="N",
               help="Serve Prometheus metrics on http://HOST:N/metrics while the run lasts.")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True,
               help="Address the metrics server binds (0.0.0.0 to scrape from another pod).")

@@ -185,3 +185,21 @@ def test_status_of_a_running_pipeline_gives_the_whole_source_eta(slow_project) -
     assert "ETA" in line and "(whole source)" in line, line
     after = project.etl("status", str(project.file))
     assert "running: read" not in after.stdout  # the final summary replaced the snapshot
+
+
+def test_json_logs_stay_json_with_verbose_after_the_subcommand(slow_project) -> None:
+    _, project = slow_project
+    result = project.etl(
+        "--log-format",
+        "json",
+        "run",
+        str(project.file),
+        "--dry-run",
+        "-v",
+        "--progress-interval",
+        "0.1",
+    )
+    assert result.returncode == 1, result.stderr  # two rows rejected
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    summary = records[-1]["summary"]
+    assert (summary["mode"], summary["written"], summary["rejected"]) == ("dry-run", ROWS, 2)
