@@ -6,6 +6,7 @@ everything printed or logged goes through here first.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from etl import wire
@@ -38,3 +39,14 @@ def mask_body(body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(customer.get(field), str):
             customer[field] = mask(customer[field])
     return {**body, wire.CUSTOMER: customer}
+
+
+_EMAIL_IN_TEXT = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE_IN_TEXT = re.compile(r"\+\d[\d ().-]{5,18}\d|(?<![\w.:-])\d{9,15}(?![\w.:-])")
+
+
+def mask_text_pii(text: str) -> str:
+    """Free text (an API's error message, a stored last error) with every email address and
+    phone-like number in it masked, for outputs that cannot know which values are personal."""
+    text = _EMAIL_IN_TEXT.sub(lambda match: mask_email(match.group()), text)
+    return _PHONE_IN_TEXT.sub(lambda match: mask_phone(match.group()), text)
