@@ -31,6 +31,7 @@ from etl.events import Event, Outcome, Status
 from etl.state.errors import sqlite_path, state_errors
 from etl.state.lock import RunLock
 from etl.state.migrations import create_or_upgrade
+from etl.state.reserve import Reserve
 from etl.state.schema import (
     NOT_DELIVERED,
     decode_value,
@@ -64,6 +65,7 @@ class StateStore:
         self._writer_lock = threading.Lock()
         self._closed = False
         self._run_lock: RunLock | None = None
+        self._reserve: Reserve | None = None
         with self._errors("open"):
             self.engine = _engine(url)
             create_or_upgrade(self.engine)
@@ -77,12 +79,14 @@ class StateStore:
 
         A lock on a file beside the database, which the kernel drops with the process,
         so a holder killed with `kill -9` blocks nobody. Server databases need none.
+        With it, a little disk space is reserved for recording the run's end.
         """
         path = sqlite_path(self.url)
         if path is None or self._run_lock is not None:
             return
         with self._errors("lock"):
             self._run_lock = RunLock.acquire(path.with_name(f"{path.name}.{pipeline}.lock"))
+            self._reserve = Reserve(path.with_name(f"{path.name}.{pipeline}.reserve"))
 
     def adopt_legacy(self, scope: Scope) -> None:
         """Give rows of a store from before destinations (schema 1) to `scope`'s destination."""
@@ -103,8 +107,19 @@ class StateStore:
             return int(result.inserted_primary_key[0])
 
     def end_run(self, run_id: int, exit_code: int, summary: dict) -> None:
-        """Close a run with its exit code and JSON report (flushing pending outcomes first)."""
+        """Close a run with its exit code and JSON report (flushing pending outcomes first).
+
+        When the write fails (a full disk), the reserved space is freed and it is tried again.
+        """
         self._flush()
+        try:
+            self._end_run(run_id, exit_code, summary)
+        except StateError:
+            if self._reserve is None or not self._reserve.free():
+                raise
+            self._end_run(run_id, exit_code, summary)
+
+    def _end_run(self, run_id: int, exit_code: int, summary: dict) -> None:
         with self._errors("write"), self.engine.begin() as connection:
             connection.execute(
                 runs.update()
@@ -253,6 +268,8 @@ class StateStore:
         self._closed = True
         if self._writer is not None:
             self._writer.stop()
+        if self._reserve is not None:
+            self._reserve.free()
         if self._run_lock is not None:
             self._run_lock.release()
         self.engine.dispose()
