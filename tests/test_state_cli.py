@@ -11,12 +11,13 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from test_run_end_to_end import STORE, Project, csv_source, orders
 
 import etl
 from etl.events import Status
-from test_run_end_to_end import STORE, Project, csv_source, orders
 
 
 def one_error_line(stderr: str) -> str:
@@ -97,9 +98,9 @@ class _JudgingApi(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     judging = True
-    received: list[str] = []
+    received: ClassVar[list[str]] = []
 
-    def do_POST(self) -> None:  # noqa: N802 (the http.server protocol)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).received.append(body["id"])
         if type(self).judging:

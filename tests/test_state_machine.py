@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
 from test_run_end_to_end import STORE, Project, csv_source, orders
 from test_state_cli import one_error_line
 

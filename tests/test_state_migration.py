@@ -17,18 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
-import yaml
+from test_state import url  # noqa: F401  (the per-database store URL fixture)
 
 from etl.events import Status
 from etl.state import Scope, StateStore
 from etl.state.errors import sqlite_path
 from etl.state.schema import SCHEMA_VERSION, events, schema_version
-from test_state import url  # noqa: F401  (the per-database store URL fixture)
 
 FIXTURE = Path(__file__).parent / "data" / "state_v1.db"
-STORE = "store-fixture"
+sys.path.insert(0, str(FIXTURE.parent))
+from make_state_v1 import STORE, write_project
+
 V1_EVENT_COLUMNS = ("event_id", "payload_hash", "status", "attempts", "last_error", "first_at",
                     "last_at", "run_id", "body", "cursor")
 
@@ -41,32 +41,15 @@ def v1_rows() -> list[tuple[Any, ...]]:
 
 
 def pipeline_project(root: Path, base_url: str, rows: int) -> Path:
-    """The fixture's pipeline (as tests/data/make_state_v1.py wrote it) over `rows` orders."""
-    sys.path.insert(0, str(FIXTURE.parent))
-    try:
-        from make_state_v1 import orders
-    finally:
-        sys.path.remove(str(FIXTURE.parent))
-    orders(rows).to_csv(root / "orders.csv", index=False)
+    """The fixture's pipeline (tests/data/make_state_v1.py) over `rows` orders, on a copy
+    of the fixture; the base URL with a trailing slash, which names the same destination."""
     shutil.copy(FIXTURE, root / "state.db")
-    file = root / "pipe.yaml"
-    file.write_text(yaml.safe_dump({
-        "name": "orders_fixture",
-        "source": {"type": "csv", "path": "orders.csv", "incremental": {"cursor": "updated_at"}},
-        "event": {
-            "source": "shop", "event_name": "order_shipped", "occurred_at": "shipped_at",
-            "id": {"key": ["order_id"]}, "customer": {"external_id": "customer_id"},
-            "properties": {"order_id": "order_id"},
-        },
-        "destination": {"store_id": STORE, "token": "sandbox-token", "base_url": base_url + "/",
-                        "rate_limit": 100, "timeout": 5, "max_retries": 1},
-        "state": "state.db",
-    }))
-    return file
+    return write_project(root, rows, base_url + "/", max_retries=1)
 
 
 def etl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True,
+                          check=False,
                           timeout=120, cwd="/")
 
 

@@ -43,9 +43,11 @@ def orders(n: int) -> pd.DataFrame:
     )
 
 
-def run(root: Path, rows: int, base_url: str, **destination: object) -> int:
+def write_project(root: Path, rows: int, base_url: str, **destination: object) -> Path:
+    """The fixture's pipeline file (state `state.db` beside it) over the first `rows` orders."""
     orders(rows).to_csv(root / "orders.csv", index=False)
-    (root / "pipe.yaml").write_text(yaml.safe_dump({
+    file = root / "pipe.yaml"
+    file.write_text(yaml.safe_dump({
         "name": "orders_fixture",
         "source": {"type": "csv", "path": "orders.csv", "incremental": {"cursor": "updated_at"}},
         "event": {
@@ -57,7 +59,11 @@ def run(root: Path, rows: int, base_url: str, **destination: object) -> int:
                         "rate_limit": 100, "timeout": 5, **destination},
         "state": "state.db",
     }))
-    command = [sys.executable, "-m", "etl", "run", str(root / "pipe.yaml")]
+    return file
+
+
+def run(root: Path, rows: int, base_url: str, **destination: object) -> int:
+    command = [sys.executable, "-m", "etl", "run", str(write_project(root, rows, base_url, **destination))]
     return subprocess.run(command, env=os.environ, capture_output=True, check=False).returncode
 
 
