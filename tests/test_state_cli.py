@@ -62,6 +62,25 @@ def test_the_same_pipeline_pointed_at_another_destination_sends_everything(
     assert "orders_e2e: events delivered 60" in text.stdout
 
 
+def test_the_watermark_of_one_destination_does_not_hide_rows_from_another(
+    tmp_path: Path, sandbox
+) -> None:
+    a, b = sandbox(rate_limit=None), sandbox(rate_limit=None)
+    source = csv_source(tmp_path, orders(12), incremental={"cursor": "updated_at"})
+    proj = Project(tmp_path, a.base_url, a.token, source)
+    report = tmp_path / "report.json"
+    assert proj.run().returncode == 0
+    proj.write(b.base_url, source)
+    assert proj.run("--report-json", str(report)).returncode == 0
+    assert (proj.report()["extracted"], proj.report()["delivered"]) == (12, 12)
+    assert b.stats(STORE)["count"] == 12
+    proj.write(a.base_url, source)
+    assert proj.run("--report-json", str(report)).returncode == 0
+    assert (proj.report()["extracted"], a.stats(STORE)["requests"]) == (0, 12)
+    status = json.loads(proj.etl("status", str(proj.file), "--json").stdout)
+    assert [d["watermark"] for d in status["destinations"]] == ["2024-05-01T00:00:00Z"] * 2
+
+
 def test_a_second_run_refuses_at_once_and_a_killed_holder_blocks_nobody(
     tmp_path: Path, sandbox
 ) -> None:
