@@ -171,7 +171,8 @@ def status_command(pipeline_file: str, as_json: bool) -> int:
                  "failed", "skipped", "pending", title="recent runs")
     for record in report.runs:
         s = record.summary or {}
-        runs.add_row(str(record.id), record.store_id or "", f"{record.started_at:%Y-%m-%d %H:%M:%S}",
+        runs.add_row(str(record.id), record.store_id or "",
+                     f"{record.started_at:%Y-%m-%d %H:%M:%S}",
                      f"{record.ended_at:%Y-%m-%d %H:%M:%S}" if record.ended_at else "running / killed",
                      "" if record.exit_code is None else str(record.exit_code),
                      *(str(s.get(key, "")) for key in ("extracted", "delivered", "rejected", "failed",

@@ -213,7 +213,8 @@ class _Run:
                 resend = Status.REJECTED if self.options.retry_rejected else None
                 keep = [
                     i for i, event in enumerate(events)
-                    if event.id not in self.retry_ids and not _unchanged(known.get(event.id), event, resend)
+                    if event.id not in self.retry_ids
+                    and not _unchanged(known.get(event.id), event, resend)
                 ]
                 kept = set(keep)
                 skipped_cursors = [event.cursor for i, event in enumerate(events) if i not in kept]
@@ -458,7 +459,9 @@ class _Run:
         return new
 
 
-def _unchanged(known: tuple[str, Status] | None, event: Event, resend: Status | None = None) -> bool:
+def _unchanged(
+    known: tuple[str, Status] | None, event: Event, resend: Status | None = None
+) -> bool:
     """Delivered (or refused by the API) with the same payload: sending again changes nothing.
 
     `resend` (rejected, with --retry-rejected) is sent again all the same.

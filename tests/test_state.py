@@ -163,7 +163,8 @@ async def test_a_failed_write_reaches_its_waiters_and_the_writer_lives_on(
     # attempts is NOT NULL in every database
     private = Event(event(1).id, b'{"email":"jane@example.com"}', "h")
     broken = Outcome(private, Status.FAILED, attempts=None)  # type: ignore[arg-type]
-    with pytest.raises(StateError, match="cannot write: .*(NOT NULL|null value|cannot be null)") as raised:
+    cause = "cannot write: .*(NOT NULL|null value|cannot be null)"
+    with pytest.raises(StateError, match=cause) as raised:
         await store.record(PIPELINE, 1, broken)
     assert "jane@example.com" not in str(raised.value)  # the body is never quoted
     await store.record(PIPELINE, 1, outcome(2, Status.DELIVERED))
@@ -277,7 +278,8 @@ async def test_summary(store: StateStore) -> None:
     store.set_watermark(PIPELINE, 99)
     summary = store.summary(PIPELINE.pipeline)
     assert summary.pipeline == PIPELINE.pipeline
-    assert [(r.id, r.store_id, r.exit_code, r.summary, r.ended_at is None) for r in summary.runs] == [
+    got = [(r.id, r.store_id, r.exit_code, r.summary, r.ended_at is None) for r in summary.runs]
+    assert got == [
         (second, "store-2", None, {}, True), (first, "store-1", 0, {"delivered": 1}, False)]
     assert summary.runs[1].started_at <= summary.runs[1].ended_at
     assert summary.runs[0].started_at.tzinfo is UTC

@@ -201,7 +201,8 @@ def test_status_of_a_pipeline_without_state_creates_nothing(tmp_path: Path, sand
 
 def test_an_unreachable_state_database_is_one_line_and_exit_3(tmp_path: Path) -> None:
     proj = Project(tmp_path, "http://127.0.0.1:9", "t", csv_source(tmp_path, orders(2)))
-    proj.file.write_text(proj.file.read_text() + "state: postgresql+psycopg://etl:pw@127.0.0.1:9/x\n")
+    unreachable = "state: postgresql+psycopg://etl:pw@127.0.0.1:9/x\n"
+    proj.file.write_text(proj.file.read_text() + unreachable)
     for args in (("run", str(proj.file)), ("status", str(proj.file))):
         result = proj.etl(*args)
         assert result.returncode == 3, result.stderr

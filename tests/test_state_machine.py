@@ -53,7 +53,8 @@ def test_a_disk_full_mid_run_aborts_with_its_summary_and_records_the_run(tmpfs, 
     result = proj.run()
     assert result.returncode == 3, result.stderr
     state = root / ".etl" / "state.db"
-    assert result.stderr.strip().splitlines()[-1] == f"error: state store {state}: cannot write: {FULL}"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"error: state store {state}: cannot write: {FULL}"
     assert "run aborted" in result.stderr and "Traceback" not in result.stderr
     assert 0 < server.stats(STORE)["count"] < 4000
 

@@ -170,7 +170,9 @@ StateStore(sys.argv[1]).close()
 """
 
 
-def test_concurrent_creators_of_a_fresh_store_all_succeed(url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_concurrent_creators_of_a_fresh_store_all_succeed(
+    url: str, tmp_path: Path  # noqa: F811
+) -> None:
     go = tmp_path / "go"
     openers = [
         subprocess.Popen([sys.executable, "-c", _OPENER, url, str(go)], stderr=subprocess.PIPE,

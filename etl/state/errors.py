@@ -37,7 +37,8 @@ def state_errors(url: str, doing: str) -> Iterator[None]:
     try:
         yield
     except (sa.exc.SQLAlchemyError, OSError) as exc:
-        raise StateError(f"state store {describe_store(url)}: cannot {doing}: {_reason(exc)}") from None
+        where = describe_store(url)
+        raise StateError(f"state store {where}: cannot {doing}: {_reason(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:

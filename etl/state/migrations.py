@@ -71,7 +71,8 @@ def _schema_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
         finally:
             if name in ("mysql", "mariadb"):
                 connection.rollback()
-                connection.execute(sa.text("SELECT RELEASE_LOCK(:key)"), {"key": f"etl_{_LOCK_KEY}"})
+                release = sa.text("SELECT RELEASE_LOCK(:key)")
+                connection.execute(release, {"key": f"etl_{_LOCK_KEY}"})
 
 
 def _stored_version(connection: sa.Connection) -> int | None:
@@ -112,7 +113,7 @@ def _rebuild(connection: sa.Connection, table: sa.Table, added: dict[str, str]) 
     connection.execute(sa.text(f"ALTER TABLE {table.name} RENAME TO {old_name}"))
     old = sa.Table(old_name, sa.MetaData(), autoload_with=connection)
     table.create(connection)
-    names = [column.name for column in table.columns if column.name in old.c or column.name in added]
+    names = [c.name for c in table.columns if c.name in old.c or c.name in added]
     copied = [
         old.c[name] if name in old.c else sa.literal(added[name]).label(name) for name in names
     ]

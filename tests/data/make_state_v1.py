@@ -63,7 +63,8 @@ def write_project(root: Path, rows: int, base_url: str, **destination: object) -
 
 
 def run(root: Path, rows: int, base_url: str, **destination: object) -> int:
-    command = [sys.executable, "-m", "etl", "run", str(write_project(root, rows, base_url, **destination))]
+    file = write_project(root, rows, base_url, **destination)
+    command = [sys.executable, "-m", "etl", "run", str(file)]
     return subprocess.run(command, env=os.environ, capture_output=True, check=False).returncode
 
 
