@@ -37,8 +37,10 @@ class Scope:
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> Scope:
-        """The scope of a pipeline's (single) destination."""
+        """The scope of a pipeline's (single) destination; its store id must be known."""
         destination = pipeline.destination
+        if not destination.store_id:
+            raise ValueError(f"pipeline {pipeline.name} has no store id: it has no state scope")
         return cls(pipeline.name, normalise_base_url(destination.base_url), destination.store_id)
 
     def values(self) -> dict[str, str]:

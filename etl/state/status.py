@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from etl.events import Status
-from etl.redact import mask_text_pii
+from etl.redact import mask_free_text
 
 if TYPE_CHECKING:
     from etl.definition import Pipeline
@@ -53,7 +53,7 @@ class DestinationStatus:
         errors: list[tuple[str, str, datetime]],
     ) -> DestinationStatus:
         """The destination with its errors masked: the only way one is made."""
-        masked = [(event_id, mask_text_pii(error), when) for event_id, error, when in errors]
+        masked = [(event_id, mask_free_text(error), when) for event_id, error, when in errors]
         return cls(base_url, store_id, totals, watermark, masked)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,7 +130,7 @@ def status(pipeline: Pipeline | str | os.PathLike[str]) -> StatusReport:
         return StatusReport.build(pipeline.name, [], [])
     store = StateStore(pipeline.state_url)
     try:
-        if getattr(pipeline.destination, "store_id", None):
+        if pipeline.destination.store_id:
             store.adopt_legacy(Scope.of(pipeline))
         return store.summary(pipeline.name)
     finally:
