@@ -10,6 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from etl.events import Status
@@ -126,8 +127,8 @@ def status(pipeline: Pipeline | str | os.PathLike[str]) -> StatusReport:
     if not isinstance(pipeline, Pipeline):
         pipeline = parse_pipeline(pipeline)
     file = sqlite_path(pipeline.state_url)
-    if file is not None and not file.exists():
-        return StatusReport.build(pipeline.name, [], [])
+    if file is not None and not file.exists() and _could_be_created(file):
+        return StatusReport.build(pipeline.name, [], [])  # no run yet: nothing to report
     store = StateStore(pipeline.state_url)
     try:
         if pipeline.destination.store_id:
@@ -135,6 +136,12 @@ def status(pipeline: Pipeline | str | os.PathLike[str]) -> StatusReport:
         return store.summary(pipeline.name)
     finally:
         store.close()
+
+
+def _could_be_created(file: Path) -> bool:
+    """Whether a run could create `file`: its nearest existing ancestor is a folder (else
+    opening the store says why not, exit 3, rather than reporting an empty state)."""
+    return next((folder.is_dir() for folder in file.parents if folder.exists()), True)
 
 
 def _plain(value: Any) -> Any:
