@@ -23,13 +23,13 @@ from benchmarks import realistic
 from etl.definition import parse_pipeline
 from etl.events import Event, Outcome, Status
 from etl.extract import open_extractor
-from etl.state import StateStore
+from etl.state import Scope, StateStore
 from etl.transform import Transformer
 from etl.validate import Validator
 
 ROWS = 1_000_000
 CHUNK = 50_000
-PIPELINE = "bench"
+PIPELINE = Scope("bench", "https://api.yotpo.com", "store-bench")
 AWAITED = 20_000
 WORKERS = 64
 
