@@ -41,6 +41,7 @@ from etl.validate import REJECT_REASON, REJECT_RULE, Validator
 if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy
     import httpx
 
+    from etl.load import LoadStats
     from etl.state import StateStore
 
 #: Reject examples kept per rule for `etl validate`.
@@ -339,15 +340,29 @@ class _Run:
         from etl.load import Loader
 
         async with Loader(self.pipeline.destination, client=client) as loader:
+            watcher = asyncio.create_task(self._watch(loader.stats))
             try:
                 await loader.deliver(self._events(), self._on_outcome)
             finally:
-                stats = loader.stats
-                self.report.requests = stats.requests
-                self.report.http_retries = stats.retries
-                self.report.http_429 = stats.http_429
-                self.report.limiter_wait_s = stats.limiter_wait_s
-                self.report.pause_429_s = stats.pause_429_s
+                watcher.cancel()
+                self._copy_stats(loader.stats)
+
+    async def _watch(self, stats: LoadStats) -> None:
+        """Refresh the progress line every second: a pause or an outage has no outcomes."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._copy_stats(stats)
+            self.progress.tick()
+
+    def _copy_stats(self, stats: LoadStats) -> None:
+        report = self.report
+        report.requests = stats.requests
+        report.http_retries = stats.retries
+        report.http_429 = stats.http_429
+        report.limiter_wait_s = stats.limiter_wait_s
+        report.pause_429_s = stats.pause_429_s
+        report.last_error = stats.last_error
+        report.paused_until = stats.paused_until
 
     async def _dry_run(self) -> None:
         """Whole batches at a time: a dry run is the benchmark of everything but HTTP."""

@@ -6,6 +6,7 @@ everything printed or logged goes through here first.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from etl import wire
@@ -38,3 +39,14 @@ def mask_body(body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(customer.get(field), str):
             customer[field] = mask(customer[field])
     return {**body, wire.CUSTOMER: customer}
+
+
+_EMAIL_IN_TEXT = re.compile(r"[^\s\"'<>@,;:()\[\]]+@[^\s\"'<>@,;:()\[\]]+\.[A-Za-z]{2,}")
+_PHONE_IN_TEXT = re.compile(r"\+\d[\d ().-]{6,}\d")  # E.164-like only: not an IP address
+
+
+def mask_free_text(text: str) -> str:
+    """A message that may quote a value (an API's error, a transport error): every email
+    address and phone-like number in it masked, the rest kept readable."""
+    text = _EMAIL_IN_TEXT.sub(lambda found: mask_email(found.group()), text)
+    return _PHONE_IN_TEXT.sub(lambda found: mask_phone(found.group()), text)

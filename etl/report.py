@@ -12,12 +12,15 @@ import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from etl.redact import mask_free_text
 
 log = logging.getLogger("etl")
 
@@ -52,6 +55,8 @@ class RunReport:
     exit_code: int = 0
     outcome: str = "completed"  # completed | aborted | interrupted
     error: str | None = None
+    last_error: str | None = None  # the latest failed HTTP try (masked when shown)
+    paused_until: datetime | None = None  # the end of the latest long pause the API asked for
 
     def reject(self, rule: str, count: int = 1) -> None:
         """Count rejects under a §5 rule name (or `api` for the API's refusals)."""
@@ -106,6 +111,8 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         rows.append(("watermark", report.watermark))
     if report.error:
         rows.append(("stopped because", report.error))
+    if report.last_error:
+        rows.append(("last HTTP error", mask_free_text(report.last_error)))
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
@@ -151,8 +158,17 @@ class ProgressDisplay:
         return (
             f"read {r.extracted:,}, valid {r.valid:,}, rejected {r.rejected:,}, "
             f"skipped {r.skipped_unchanged:,}, sent {done:,}, failed {r.failed:,}, "
-            f"{rate:,.1f}/s{eta}"
+            f"{rate:,.1f}/s{eta}{self._trouble()}"
         )
+
+    def _trouble(self) -> str:
+        """A pause the API asked for that is still on, and the latest failed try."""
+        r, notes = self.report, ""
+        if r.paused_until is not None and r.paused_until > datetime.now(r.paused_until.tzinfo):
+            notes += f", paused by the API until {r.paused_until:%H:%M:%S}"
+        if r.last_error:
+            notes += f", last error: {mask_free_text(r.last_error)}"
+        return notes
 
     def tick(self) -> None:
         """Refresh the display; cheap enough to call per outcome."""
