@@ -350,8 +350,8 @@ class Loader:
         self._refusals = (status, count)
         if count >= CONFIG_REFUSALS:
             raise ConfigRefused(
-                f"the API answered HTTP {status} to {count} requests in a row at {self._url} "
-                f"({error}): the configuration is wrong (destination.base_url, path or "
+                f"the API answered HTTP {status} to {CONFIG_REFUSALS} requests in a row at "
+                f"{self._url} ({error}): the configuration is wrong (destination.base_url, path or "
                 "store_id), not the rows; these events stay unsent, rerun after the fix"
             )
 
