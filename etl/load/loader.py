@@ -193,7 +193,10 @@ def _own_client(destination: Destination) -> httpx.AsyncClient:
     if proxy and not urllib.request.proxy_bypass(url.host):
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         return httpx.AsyncClient(limits=limits, timeout=timeout)
-    return httpx.AsyncClient(transport=KeepAliveTransport(pool, timeout), timeout=timeout)
+    transport = KeepAliveTransport(
+        pool, timeout, max_response_bytes=destination.max_response_bytes
+    )
+    return httpx.AsyncClient(transport=transport, timeout=timeout)
 
 
 class Loader:
