@@ -54,7 +54,8 @@ CONFIG_REFUSALS = 3
 #: Failed connections of one event, before the API ever answered, that abort the run: a few
 #: seconds of back-off, so a blip at start-up passes but a dead address fails fast.
 UNREACHABLE_TRIES = 3
-#: A pause at least this long is logged (once) and shown on the progress line (SPEC §7).
+#: A pause at least this long, or one clamped to max_pause, is logged (once) and shown on the
+#: progress line (SPEC §7).
 VISIBLE_PAUSE_S = 5.0
 
 log = logging.getLogger("etl.load")
@@ -83,7 +84,7 @@ class LoadStats:
     last_error: str | None = None
     """The error of the latest failed try, for the progress line and the summary."""
     paused_until: datetime | None = None
-    """Local time the latest long pause (>= VISIBLE_PAUSE_S) the API asked for ends."""
+    """Local time the latest long or clamped pause the API asked for ends."""
 
     def count(self, status: int | str) -> None:
         """One more answer of this status."""
@@ -361,11 +362,14 @@ class Loader:
     def _pause(self, seconds: float, cause: str) -> None:
         """Hold every worker `seconds`, at most `max_pause`; a long pause is logged once."""
         cap = self.destination.max_pause
-        if seconds > cap:
+        clamped = seconds > cap
+        if clamped:
             cause, seconds = f"{cause}, clamped to destination.max_pause {cap:g} s", cap
         end = self._limiter.pause(seconds)
-        if seconds < VISIBLE_PAUSE_S or end < self._pause_shown + VISIBLE_PAUSE_S:
-            return  # short, or the pause already shown (every worker's 429 says the same)
+        if not clamped and seconds < VISIBLE_PAUSE_S:
+            return
+        if end < self._pause_shown + min(seconds, VISIBLE_PAUSE_S):
+            return  # the pause already shown: every worker's 429 says the same
         self._pause_shown = end
         until = datetime.now().astimezone() + timedelta(seconds=end - time.monotonic())
         self.stats.paused_until = until
