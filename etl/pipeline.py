@@ -147,6 +147,7 @@ class _Run:
         self.retry_ids: set[str] = set()
         self.extraction_complete = False
         self.output: BinaryIO | None = None
+        self.extractor = open_extractor(pipeline.source)
 
     # -- set-up -------------------------------------------------------------------
     def _open_state(self) -> StateStore | None:
@@ -180,7 +181,7 @@ class _Run:
     def _chunks(self) -> Iterator[pd.DataFrame]:
         columns = self.pipeline.mapped_columns()
         remaining = self.options.limit
-        for chunk in open_extractor(self.pipeline.source).chunks(columns, self._window()):
+        for chunk in self.extractor.chunks(columns, self._window()):
             if remaining is not None:
                 chunk = chunk.iloc[:remaining]
                 remaining -= len(chunk)
@@ -295,6 +296,9 @@ class _Run:
                 yield item
         finally:
             producer.cancel()
+            cancel = getattr(self.extractor, "cancel", None)
+            if cancel is not None and not self.extraction_complete:
+                cancel()  # a SQL read in the worker thread: stop it now, not when it ends
 
     async def _batches(self) -> AsyncIterator[EventBatch]:
         """Failed events of earlier runs first, then the source's new or changed events."""
