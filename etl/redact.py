@@ -11,6 +11,12 @@ from typing import Any
 
 from etl import wire
 
+#: Credential values seen while parsing definitions, scrubbed from crash reports.
+_SECRETS: set[str] = set()
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"\+\d{7,15}\b|\(\d{3}\) ?\d{3}-\d{4}")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
 
 def mask_email(value: str) -> str:
     """`jane.doe@example.com` -> `j***@example.com`; a value without `@` is masked whole."""
@@ -41,12 +47,16 @@ def mask_body(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, wire.CUSTOMER: customer}
 
 
-_EMAIL_IN_TEXT = re.compile(r"[^\s\"'<>@,;:()\[\]]+@[^\s\"'<>@,;:()\[\]]+\.[A-Za-z]{2,}")
-_PHONE_IN_TEXT = re.compile(r"\+\d[\d ().-]{6,}\d")  # E.164-like only: not an IP address
+def register_secret(value: str) -> None:
+    """Remember a credential so that `mask_free_text` removes it wherever it shows up."""
+    if len(value) >= 4:
+        _SECRETS.add(value)
 
 
 def mask_free_text(text: str) -> str:
-    """A message that may quote a value (an API's error, a transport error): every email
-    address and phone-like number in it masked, the rest kept readable."""
-    text = _EMAIL_IN_TEXT.sub(lambda found: mask_email(found.group()), text)
-    return _PHONE_IN_TEXT.sub(lambda found: mask_phone(found.group()), text)
+    """Text of unknown content (a traceback): secrets, URL passwords, emails, phones masked."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _EMAIL.sub(lambda match: mask_email(match.group()), text)
+    return _PHONE.sub(lambda match: mask_phone(match.group()), text)
