@@ -6,26 +6,18 @@ from __future__ import annotations
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
-from fixtures_db import POSTGRES_URL, postgres_engine  # noqa: F401
+from fixtures_db import MARIADB_URL, POSTGRES_URL, mariadb_engine, postgres_engine  # noqa: F401
 from test_run_end_to_end import Project
 
 TIMEOUT_S = 5
+COLUMNS = ("'c-1' AS customer_id, '2024-03-01T12:30:00Z' AS shipped_at, 1.5 AS order_total")
 
 
-def running(engine: sa.Engine, marker: str) -> int:
-    """Backends of the run (named `marker`) running a statement: a FETCH from its cursor."""
-    with engine.connect() as connection:
-        return connection.execute(
-            sa.text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                    "AND application_name = :marker"),
-            {"marker": marker},
-        ).scalar_one()
-
-
-def wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if predicate():
@@ -34,22 +26,16 @@ def wait_for(predicate, seconds: float) -> bool:  # type: ignore[no-untyped-def]
     return False
 
 
-def test_sigterm_cancels_a_slow_postgres_query_and_exits_130_within_the_timeout(
-    tmp_path: Path, sandbox, postgres_engine: sa.Engine  # noqa: F811
+def stop_while_querying(
+    tmp_path: Path, sandbox, url: str, query: str, running: Callable[[], int]  # type: ignore[no-untyped-def]
 ) -> None:
+    """Start a run on `query`, SIGTERM it once `running()` sees the query, check the stop."""
     server = sandbox(rate_limit=None)
-    marker = f"nap_{uuid.uuid4().hex[:10]}"
-    query = (
-        f"WITH {marker} AS MATERIALIZED (SELECT pg_sleep(120) AS slept) "
-        "SELECT 'o-' || g AS order_id, 'c-1' AS customer_id, "
-        "'2024-03-01T12:30:00Z' AS shipped_at, 1.5 AS order_total "
-        f"FROM generate_series(1, 3) AS g CROSS JOIN {marker}"
-    )
-    source = {"type": "sql", "url": f"{POSTGRES_URL}?application_name={marker}", "query": query}
+    source = {"type": "sql", "url": url, "query": query}
     proj = Project(tmp_path, server.base_url, server.token, source, timeout=TIMEOUT_S)
     process = proj.spawn("--report-json", str(tmp_path / "report.json"))
     try:
-        started = wait_for(lambda: running(postgres_engine, marker) == 1, 60)
+        started = wait_for(lambda: running() == 1, 60)
         assert started, process.communicate(timeout=5) if process.poll() is not None else "slow"
         signalled = time.monotonic()
         process.send_signal(signal.SIGTERM)
@@ -63,5 +49,47 @@ def test_sigterm_cancels_a_slow_postgres_query_and_exits_130_within_the_timeout(
     assert stopped < TIMEOUT_S + 2, stopped
     assert "Traceback" not in stderr
     assert proj.report()["outcome"] == "interrupted"
-    assert wait_for(lambda: running(postgres_engine, marker) == 0, 5)  # cancelled server-side
+    assert wait_for(lambda: running() == 0, 5)  # cancelled on the server, not left to run
     assert server.stats("store-e2e")["requests"] == 0
+
+
+def test_sigterm_cancels_a_slow_postgres_query_and_exits_130_within_the_timeout(
+    tmp_path: Path, sandbox, postgres_engine: sa.Engine  # noqa: F811
+) -> None:
+    marker = f"nap_{uuid.uuid4().hex[:10]}"
+    query = (
+        f"WITH {marker} AS MATERIALIZED (SELECT pg_sleep(120) AS slept) "
+        f"SELECT 'o-' || g AS order_id, {COLUMNS} "
+        f"FROM generate_series(1, 3) AS g CROSS JOIN {marker}"
+    )
+
+    def running() -> int:  # the run's backend (named `marker`) busy: a FETCH from its cursor
+        with postgres_engine.connect() as connection:
+            return connection.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                        "AND application_name = :marker"),
+                {"marker": marker},
+            ).scalar_one()
+
+    url = f"{POSTGRES_URL}?application_name={marker}"
+    stop_while_querying(tmp_path, sandbox, url, query, running)
+
+
+def test_sigterm_kills_a_slow_mariadb_query_and_exits_130_within_the_timeout(
+    tmp_path: Path, sandbox, mariadb_engine: sa.Engine  # noqa: F811
+) -> None:
+    marker = f"nap_{uuid.uuid4().hex[:10]}"
+    query = (
+        f"SELECT CONCAT('o-', n) AS order_id, {COLUMNS} "
+        f"FROM (SELECT 1 AS n UNION ALL SELECT 2) AS {marker} WHERE SLEEP(60) = 0"
+    )
+
+    def running() -> int:  # the run's statement still in the server's process list
+        with mariadb_engine.connect() as connection:
+            return connection.execute(
+                sa.text("SELECT count(*) FROM information_schema.processlist "
+                        "WHERE info LIKE :pattern AND id <> connection_id()"),
+                {"pattern": f"%FROM (SELECT 1 AS n UNION ALL SELECT 2) AS {marker}%"},
+            ).scalar_one()
+
+    stop_while_querying(tmp_path, sandbox, MARIADB_URL, query, running)
