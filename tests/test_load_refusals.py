@@ -11,7 +11,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+from test_load import body, deliver, destination, make_events
 from test_run_end_to_end import STORE, Project, csv_source, orders
+
+from etl.errors import Unreachable
 
 ROWS = 60
 
@@ -86,3 +90,17 @@ def test_a_dead_port_aborts_within_seconds_naming_the_host_and_the_error(tmp_pat
             assert "ConnectError" in report["last_error"]
             assert report["requests"] <= 3 * 8  # three tries of each worker's first event
             assert elapsed < 15
+
+
+def test_a_dead_port_with_only_a_secret_aborts_while_generating_the_token() -> None:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+        dest = destination(base_url=f"http://127.0.0.1:{port}", token=None, secret="s3cret-value",
+                           max_retries=8)
+        started = time.monotonic()
+        with pytest.raises(Unreachable, match=f"the API at http://127.0.0.1:{port} cannot be "
+                           r"reached \(ConnectError: could not connect") as raised:
+            deliver(dest, make_events([body(n) for n in range(10)]))
+        assert time.monotonic() - started < 15  # three tries, not eight at full back-off
+    assert "s3cret-value" not in str(raised.value)

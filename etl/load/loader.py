@@ -147,11 +147,16 @@ class _Credentials:
         url = destination.base_url.rstrip("/") + wire.ACCESS_TOKEN_PATH.format(
             store_id=destination.store_id
         )
+        unconnected = 0
         for attempt in range(1, destination.max_retries + 2):
             try:
                 response = await self._client.post(url, json={"secret": self._secret})
             except httpx.TransportError as exc:
                 problem = transport_error(exc)
+                if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                    unconnected += 1
+                    if unconnected >= UNREACHABLE_TRIES:
+                        raise _unreachable_abort(httpx.URL(url), problem) from None
             else:
                 if response.status_code in (401, 403):
                     raise AuthError(
@@ -339,13 +344,8 @@ class Loader:
     def _unreachable(self, tries: int, error: str) -> None:
         """Abort when one event could not connect `UNREACHABLE_TRIES` times and nothing ever
         answered: a wrong host or a dead port, not an outage in the middle of a run."""
-        if self._answered or tries < UNREACHABLE_TRIES:
-            return
-        url = self._url
-        raise Unreachable(
-            f"the API at {url.scheme}://{url.netloc.decode()} cannot be reached ({error}); "
-            "nothing was sent: check destination.base_url and the network, then rerun"
-        )
+        if not self._answered and tries >= UNREACHABLE_TRIES:
+            raise _unreachable_abort(self._url, error)
 
     def _config_refusal(self, status: int, error: str) -> None:
         """Count a non-row 4xx; the same status `CONFIG_REFUSALS` times in a row aborts."""
@@ -399,6 +399,14 @@ class Loader:
             else:
                 self._pause(spent, pause_cause(response))
         return verdict
+
+
+def _unreachable_abort(url: httpx.URL, error: str) -> Unreachable:
+    """The abort of a run whose API could not be connected to: the host and the cause."""
+    return Unreachable(
+        f"the API at {url.scheme}://{url.netloc.decode()} cannot be reached ({error}); "
+        "nothing was sent: check destination.base_url and the network, then rerun"
+    )
 
 
 def _answer_error(response: httpx.Response) -> str:
