@@ -1,4 +1,5 @@
-"""Pauses the API asks for: clamped to `destination.max_pause`, logged once, on the progress line."""
+"""Pauses the API asks for: clamped to `destination.max_pause`, logged once, shown on the
+progress line."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A misconfigured or dead destination, through the CLI: abort fast, say why, lose nothing.
+"""A misconfigured or dead destination (mostly through the CLI): abort fast, say why, lose nothing.
 
 A 404 from a wrong `destination.path` or a refused token judges the configuration, not
 the rows: the run exits 3 and a rerun after the fix delivers every event (SPEC §5, §7).

@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from fixtures_db import MARIADB_URL, POSTGRES_URL, mariadb_engine, postgres_engine  # noqa: F401
@@ -27,7 +28,11 @@ def wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
 
 
 def stop_while_querying(
-    tmp_path: Path, sandbox, url: str, query: str, running: Callable[[], int]  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    sandbox: Callable[..., Any],
+    url: str,
+    query: str,
+    running: Callable[[], int],
 ) -> None:
     """Start a run on `query`, SIGTERM it once `running()` sees the query, check the stop."""
     server = sandbox(rate_limit=None)

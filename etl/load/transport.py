@@ -154,13 +154,13 @@ class _Connection:
                 raise AnswerTooLarge(f"more than {2 * limit + MAX_HEAD_BYTES} bytes in all")
             answer.feed(data)
         self.keep_alive = answer.keep_alive
-        version = answer.parser.get_http_version()
+        version = b"HTTP/" + answer.parser.get_http_version().encode()
         return httpx.Response(
             answer.status,
             headers=answer.headers,
             stream=httpx.ByteStream(b"".join(answer.body)),
             request=request,
-            extensions={"http_version": b"HTTP/" + version.encode(), "reason_phrase": answer.reason},
+            extensions={"http_version": version, "reason_phrase": answer.reason},
         )
 
     def close(self) -> None:
