@@ -66,6 +66,7 @@ class SourceSpec(_Frozen):
     query: str | None = None
     chunk_size: Annotated[int, Field(gt=0)] = 50_000
     incremental: Incremental | None = None
+    count: bool = False  # sql: run SELECT count(*) of the query first, for a whole-source ETA
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> SourceSpec:
@@ -74,6 +75,9 @@ class SourceSpec(_Frozen):
                 raise ValueError(f"source.path: required for a {self.type} source")
             if self.url or self.query:
                 raise ValueError(f"source: url/query do not apply to a {self.type} source")
+            if self.count:
+                raise ValueError(f"source.count: applies to sql only (a {self.type} source's size "
+                                 "is known without it)")
         else:
             if not self.url or not self.query:
                 raise ValueError("source: a sql source needs both url and query")
