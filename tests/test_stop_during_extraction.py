@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from fixtures_db import MARIADB_URL, POSTGRES_URL, mariadb_engine, postgres_engine  # noqa: F401
 from test_run_end_to_end import Project
@@ -25,6 +26,11 @@ def wait_for(predicate: Callable[[], bool], seconds: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def scalar(engine: sa.Engine, sql: str, **params: Any) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.text(sql), params).scalar_one())
 
 
 def stop_while_querying(
@@ -58,43 +64,43 @@ def stop_while_querying(
     assert server.stats("store-e2e")["requests"] == 0
 
 
-def test_sigterm_cancels_a_slow_postgres_query_and_exits_130_within_the_timeout(
-    tmp_path: Path, sandbox, postgres_engine: sa.Engine  # noqa: F811
+#: Per database: the engine fixture, the run's URL, a query that sleeps for a minute or two,
+#: and a count of the run's statements still running on the server (all named by `marker`).
+SLOW = {
+    "postgres": (
+        "postgres_engine",
+        POSTGRES_URL + "?application_name={marker}",
+        "WITH {marker} AS MATERIALIZED (SELECT pg_sleep(120) AS slept) "
+        "SELECT 'o-' || g AS order_id, " + COLUMNS + " "
+        "FROM generate_series(1, 3) AS g CROSS JOIN {marker}",
+        # the run's backend busy: a FETCH from its server-side cursor
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+        "AND application_name = :marker",
+    ),
+    "mariadb": (
+        "mariadb_engine",
+        MARIADB_URL,
+        "SELECT CONCAT('o-', n) AS order_id, " + COLUMNS + " "
+        "FROM (SELECT 1 AS n UNION ALL SELECT 2) AS {marker} WHERE SLEEP(60) = 0",
+        # the statement still in the process list (killed: gone)
+        "SELECT count(*) FROM information_schema.processlist "
+        "WHERE LOCATE(CONCAT(' AS ', :marker, ' WHERE SLEEP'), info) > 0 "
+        "AND id <> connection_id()",
+    ),
+}
+
+
+@pytest.mark.parametrize("database", sorted(SLOW))
+def test_sigterm_cancels_a_slow_query_and_exits_130_within_the_timeout(
+    tmp_path: Path, sandbox: Callable[..., Any], request: pytest.FixtureRequest, database: str
 ) -> None:
+    fixture, url, query, running = SLOW[database]
+    engine: sa.Engine = request.getfixturevalue(fixture)
     marker = f"nap_{uuid.uuid4().hex[:10]}"
-    query = (
-        f"WITH {marker} AS MATERIALIZED (SELECT pg_sleep(120) AS slept) "
-        f"SELECT 'o-' || g AS order_id, {COLUMNS} "
-        f"FROM generate_series(1, 3) AS g CROSS JOIN {marker}"
+
+    def count() -> int:
+        return scalar(engine, running, marker=marker)
+
+    stop_while_querying(
+        tmp_path, sandbox, url.format(marker=marker), query.format(marker=marker), count
     )
-
-    def running() -> int:  # the run's backend (named `marker`) busy: a FETCH from its cursor
-        with postgres_engine.connect() as connection:
-            return connection.execute(
-                sa.text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                        "AND application_name = :marker"),
-                {"marker": marker},
-            ).scalar_one()
-
-    url = f"{POSTGRES_URL}?application_name={marker}"
-    stop_while_querying(tmp_path, sandbox, url, query, running)
-
-
-def test_sigterm_kills_a_slow_mariadb_query_and_exits_130_within_the_timeout(
-    tmp_path: Path, sandbox, mariadb_engine: sa.Engine  # noqa: F811
-) -> None:
-    marker = f"nap_{uuid.uuid4().hex[:10]}"
-    query = (
-        f"SELECT CONCAT('o-', n) AS order_id, {COLUMNS} "
-        f"FROM (SELECT 1 AS n UNION ALL SELECT 2) AS {marker} WHERE SLEEP(60) = 0"
-    )
-
-    def running() -> int:  # the run's statement still in the server's process list
-        with mariadb_engine.connect() as connection:
-            return connection.execute(
-                sa.text("SELECT count(*) FROM information_schema.processlist "
-                        "WHERE info LIKE :pattern AND id <> connection_id()"),
-                {"pattern": f"%FROM (SELECT 1 AS n UNION ALL SELECT 2) AS {marker}%"},
-            ).scalar_one()
-
-    stop_while_querying(tmp_path, sandbox, MARIADB_URL, query, running)
