@@ -8,7 +8,8 @@
     │   ├── SourceError           the source is unreachable or unreadable
     │   ├── TooManyFailures       consecutive failures suggest the API is down
     │   ├── Unreachable           the API never answered: connection refused, DNS failure
-    │   └── ConfigRefused         the API keeps answering a non-row 4xx (404, 405, ...)
+    │   ├── ConfigRefused         the API keeps answering a non-row 4xx (404, 405, ...)
+    │   └── StateError            the state store is unreachable, read-only, full or busy
     └── RunInterrupted            SIGINT/SIGTERM: state committed, summary printed (exit 130)
 
 Per-request outcomes (retriable vs rejected) are not exceptions that escape the
@@ -81,3 +82,7 @@ class RunInterrupted(EtlError):
     """The run was stopped by SIGINT/SIGTERM after a clean shutdown."""
 
     exit_code = 130
+
+
+class StateError(AbortError):
+    """The state store cannot be used: unreachable, read-only, full, or held by another run."""
