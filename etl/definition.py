@@ -175,7 +175,9 @@ class Destination(_Frozen):
     require them (`Pipeline.require`), so `etl validate` runs without secrets.
     """
 
-    store_id: str | None = None
+    store_id: str | ColumnRef | None = None  # a constant, or each row's store (SPEC §10)
+    credentials: str | None = None  # YAML file: store id -> {token} | {secret}; the allow-list
+    token_file: str | None = None  # one file per store, e.g. /run/secrets/yotpo/{store_id}
     token: SecretStr | None = None
     secret: SecretStr | None = None
     base_url: str = "https://api.yotpo.com"
@@ -194,8 +196,37 @@ class Destination(_Frozen):
 
     @field_validator("store_id")
     @classmethod
-    def _one_segment(cls, value: str | None) -> str | None:
+    def _one_segment(cls, value: str | ColumnRef | None) -> str | ColumnRef | None:
+        if isinstance(value, ColumnRef):
+            return value
         return _checked(value, checks.store_id_problem)
+
+    @field_validator("token_file")
+    @classmethod
+    def _one_file_per_store(cls, value: str | None) -> str | None:
+        if value is not None and "{store_id}" not in value:
+            raise ValueError("must contain {store_id} (one file per store)")
+        return value
+
+    @model_validator(mode="after")
+    def _store_credentials(self) -> Destination:
+        given = [key for key in ("credentials", "token_file") if getattr(self, key)]
+        if len(given) > 1:
+            raise ValueError("destination: give credentials or token_file, not both")
+        if given and not isinstance(self.store_id, ColumnRef):
+            raise ValueError(f"destination.{given[0]}: applies to store_id: {{column: name}} "
+                             "(a constant store takes token or secret)")
+        return self
+
+    @property
+    def store_column(self) -> str | None:
+        """The column naming each row's store, when the stores come from the source."""
+        return self.store_id.column if isinstance(self.store_id, ColumnRef) else None
+
+    @property
+    def per_store_credentials(self) -> bool:
+        """Whether each store's token or secret comes from `credentials` or `token_file`."""
+        return bool(self.credentials or self.token_file)
 
     @field_validator("path")
     @classmethod
@@ -254,9 +285,11 @@ class Pipeline(_Frozen):
         if "store_id" in needs and destination.store_id is None:
             key = "destination.store_id"
             problems.append((key, self.deferred.get(key, f"required for {command}")))
-        if "credentials" in needs and destination.token is None and destination.secret is None:
+        if "credentials" in needs and destination.token is None and destination.secret is None \
+                and not destination.per_store_credentials:
             deferred = [(k, v) for k, v in self.deferred.items() if k != "destination.store_id"]
-            missing = ("destination", f"give token or secret (required for {command})")
+            missing = ("destination",
+                       f"give token, secret, credentials or token_file (required for {command})")
             problems += deferred or [missing]
         if problems:
             raise DefinitionError(self.file, problems)
@@ -291,6 +324,8 @@ class Pipeline(_Frozen):
             if isinstance(value, ColumnRef)
         ]
         references.append((event.occurred_at, "event.occurred_at"))
+        if self.destination.store_column:
+            references.append((self.destination.store_column, "destination.store_id.column"))
         customer = event.customer
         references += [(c, f"event.customer.{n}") for n, c in customer.identifier_columns().items()]
         references += [(c, f"event.customer.properties.{n}") for n, c in customer.properties.items()]
@@ -326,6 +361,10 @@ def _resolve_paths(raw: dict[str, Any], folder: Path, problems: list[tuple[str, 
                 problems.append(("source.query", f"query file {query_file} does not exist"))
             else:
                 source["query"] = _read_query(query_file, problems)
+    destination = raw.get("destination")
+    credentials = destination.get("credentials") if isinstance(destination, dict) else None
+    if isinstance(credentials, str) and credentials and not os.path.isabs(credentials):
+        destination["credentials"] = str(folder / credentials)
     state = raw.setdefault("state", DEFAULT_STATE)
     if isinstance(state, str) and "://" not in state and not os.path.isabs(state):
         raw["state"] = str(folder / state)

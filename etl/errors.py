@@ -54,6 +54,14 @@ class AbortError(EtlError):
     exit_code = 3
 
 
+class StoresAborted(AbortError):
+    """Some stores of a many-store run aborted (SPEC §10); the others finished."""
+
+    def __init__(self, message: str, stores: dict[str, str]) -> None:
+        super().__init__(message)
+        self.stores = stores  # store id -> why it aborted
+
+
 class AuthError(AbortError):
     """The API refused the credentials (HTTP 401/403) and no secret could renew them."""
 

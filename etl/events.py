@@ -43,15 +43,21 @@ class Event:
     the state store reads it, so a dry run without state never pays for the hashing).
     """
 
-    __slots__ = ("_payload_hash", "body", "cursor", "id")
+    __slots__ = ("_payload_hash", "body", "cursor", "id", "store")
 
     def __init__(
-        self, id: str, body: bytes, payload_hash: str | None = None, cursor: Any = None
+        self,
+        id: str,
+        body: bytes,
+        payload_hash: str | None = None,
+        cursor: Any = None,
+        store: str | None = None,
     ) -> None:
         self.id = id  # the UUIDv5 (or source-provided) event id, also inside `body`
         self.body = body  # the orjson-encoded wire payload, exactly what is posted
         self._payload_hash = payload_hash
         self.cursor = cursor  # the row's incremental cursor value, for the watermark
+        self.store = store  # the row's store when the rows name their stores (SPEC §10)
 
     @property
     def payload_hash(self) -> str:
@@ -82,14 +88,17 @@ class EventBatch:
     ids: pa.Array  # large_string
     bodies: pa.Array  # large_binary
     cursors: Sequence[Any] | None = None  # one per event, when the source is incremental
+    stores: Sequence[str] | None = None  # one per event, when the rows name their stores
 
     @classmethod
     def of(cls, events: Sequence[Event]) -> EventBatch:
         """A batch of events that already exist (the failed ones read back from state)."""
+        stores = [event.store for event in events]
         return cls(
             pa.array([event.id for event in events], pa.large_string()),
             pa.array([event.body for event in events], pa.large_binary()),
             [event.cursor for event in events],
+            stores if any(store is not None for store in stores) else None,  # type: ignore[arg-type]
         )
 
     def __len__(self) -> int:
@@ -99,14 +108,16 @@ class EventBatch:
         """Every event as an object, in order."""
         ids, bodies = self.ids.to_pylist(), self.bodies.to_pylist()
         cursors = self.cursors if self.cursors is not None else repeat(None)
+        stores = self.stores if self.stores is not None else repeat(None)
         with _collector_paused():
-            return list(map(Event, ids, bodies, repeat(None), cursors))
+            return list(map(Event, ids, bodies, repeat(None), cursors, stores))
 
     def take(self, rows: Sequence[int]) -> EventBatch:
         """The events at these positions, in that order."""
         indices = pa.array(rows, pa.int64())
         cursors = [self.cursors[row] for row in rows] if self.cursors is not None else None
-        return EventBatch(self.ids.take(indices), self.bodies.take(indices), cursors)
+        stores = [self.stores[row] for row in rows] if self.stores is not None else None
+        return EventBatch(self.ids.take(indices), self.bodies.take(indices), cursors, stores)
 
     def jsonl(self) -> memoryview:
         """The bodies one per line, each ending in a newline: what a dry run writes."""

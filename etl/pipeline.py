@@ -36,6 +36,8 @@ from etl.extract import Window, open_extractor
 from etl.quarantine import EVENT_ID, Quarantine
 from etl.redact import mask_in_text
 from etl.report import ProgressDisplay, RunReport
+from etl.store_credentials import StoreCredentials
+from etl.stores import StoreRouter
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
 from etl.watch import watching
@@ -43,6 +45,8 @@ from etl.watch import watching
 if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy
     import httpx
 
+    from etl.load import Loader
+    from etl.load.fanout import FanOut
     from etl.load.loader import LoadStats
     from etl.state import Scope, StateStore
 
@@ -144,13 +148,15 @@ class _Run:
         self.pipeline = pipeline
         self.options = options
         self.mode = mode
-        self.report = RunReport(
-            pipeline=pipeline.name, mode=mode, store=pipeline.destination.store_id
-        )
+        destination = pipeline.destination
+        constant = destination.store_id if isinstance(destination.store_id, str) else None
+        self.report = RunReport(pipeline=pipeline.name, mode=mode, store=constant)
         self.validator = Validator(pipeline.event)
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
         self.cursor = cursor
-        self.transformer = Transformer(pipeline.event, pipeline.destination.store_id or "", cursor)
+        self.store_column = destination.store_column
+        self.transformer = Transformer(pipeline.event, constant or "", cursor, self.store_column)
+        self.router = self._router()
         self.scope: Scope
         self.state = self._open_state()
         self.watermark = _Watermark()
@@ -167,6 +173,15 @@ class _Run:
             self.stats = LoadStats()
 
     # -- set-up -------------------------------------------------------------------
+    def _router(self) -> StoreRouter | None:
+        """Many stores (SPEC §10): a real run also needs each row's store to have credentials."""
+        if self.store_column is None:
+            return None
+        self.credentials = None
+        if self.mode == "run":
+            self.credentials = StoreCredentials(self.pipeline.destination, self.pipeline.file)
+        return StoreRouter(self.store_column, self.credentials)
+
     def _open_state(self) -> StateStore | None:
         """Validate and dry runs only read state, and only if it already exists."""
         url = self.pipeline.state_url
@@ -218,13 +233,16 @@ class _Run:
 
     def _prepare(self, chunk: pd.DataFrame) -> _Prepared:
         split = self.validator.split(chunk)
+        valid, rejects = split.valid, split.rejects
+        if self.router is not None:
+            valid, wrong_store = self.router.split(valid, chunk)
+            rejects = pd.concat([rejects, wrong_store]) if len(wrong_store) else rejects
         validating = self.mode == "validate"
-        batch = EventBatch.of([]) if validating else self.transformer.to_batch(split.valid)
-        labels = list(split.valid.index) if len(batch) else []
+        batch = EventBatch.of([]) if validating else self.transformer.to_batch(valid)
+        labels = list(valid.index) if len(batch) else []
         skipped_cursors: list[Any] = []
         if len(batch) and self.state is not None and not self.options.full_refresh:
-            ids = batch.ids.to_pylist()
-            known = self.state.known(self.scope, ids)
+            known = self._known(batch)
             if known or self.retry_ids:
                 events = batch.events()  # objects only for a chunk that has a history
                 resend = Status.REJECTED if self.options.retry_rejected else None
@@ -242,12 +260,32 @@ class _Run:
             len(chunk),
             labels,
             batch,
-            valid=len(split.valid),
+            valid=len(valid),
             skipped=len(skipped_cursors),
-            rejects=split.rejects,
+            rejects=rejects,
             skipped_cursors=skipped_cursors,
-            examples=self._examples(split.rejects),
+            examples=self._examples(rejects),
         )
+
+    def _known(self, batch: EventBatch) -> dict[str, tuple[str, Status]]:
+        """What the state knows of a batch's events, each looked up at its own store."""
+        assert self.state is not None
+        ids = batch.ids.to_pylist()
+        if batch.stores is None:
+            return self.state.known(self.scope, ids)
+        by_store: dict[str, list[str]] = {}
+        for event_id, store in zip(ids, batch.stores, strict=True):
+            by_store.setdefault(store, []).append(event_id)
+        known: dict[str, tuple[str, Status]] = {}
+        for store, store_ids in by_store.items():
+            known.update(self.state.known(self.scope.for_store(store), store_ids))
+        return known
+
+    def _scope_of(self, event: Event) -> Scope:
+        """The state scope an event is recorded under: its own store's, with many stores."""
+        if event.store is None or self.store_column is None:
+            return self.scope
+        return self.scope.for_store(event.store)
 
     def _examples(self, rejects: pd.DataFrame) -> dict[str, list[str]]:
         if self.mode != "validate" or rejects.empty:
@@ -285,7 +323,9 @@ class _Run:
         self.quarantine.write(prepared.rejects)
         for rule, lines in prepared.examples.items():
             self.examples.setdefault(rule, []).extend(lines)
-        if self.mode == "run":  # only a real run can be refused by the API and need the row
+        # Only a real run can be refused by the API and need the row; with many stores the
+        # events may wait in a spool, so their rows are not held (memory, SPEC §10).
+        if self.mode == "run" and self.store_column is None:
             ids = prepared.batch.ids.to_pylist()
             for event_id, label in zip(ids, prepared.labels, strict=True):
                 self.origins[event_id] = (prepared.chunk, label)
@@ -334,13 +374,22 @@ class _Run:
         then the source's new or changed events."""
         statuses = [Status.FAILED] + ([Status.REJECTED] if self.options.retry_rejected else [])
         for status in statuses if self.state is not None and not self.options.full_refresh else []:
-            earlier = self.state.failed_events(self.scope, status)
-            while batch := list(islice(earlier, RETRY_BATCH)):
-                self.retry_ids.update(event.id for event in batch)
-                self.report.retried_from_last_run += len(batch)
-                yield EventBatch.of(batch)
+            for scope in self._scopes_with(status):
+                earlier = self.state.failed_events(scope, status)
+                while batch := list(islice(earlier, RETRY_BATCH)):
+                    self.retry_ids.update(event.id for event in batch)
+                    self.report.retried_from_last_run += len(batch)
+                    yield EventBatch.of(batch)
         async for prepared in self._prepared_chunks():
             yield prepared.batch
+
+    def _scopes_with(self, status: Status) -> list[Scope]:
+        """The scopes to retry `status` events of: every store's, when the rows name stores."""
+        assert self.state is not None
+        if self.store_column is None:
+            return [self.scope]
+        return [self.scope.for_store(store) for store in self.state.stores_with(self.scope, status)
+                if self.credentials is None or not isinstance(self.credentials.lookup(store), str)]
 
     async def _events(self) -> AsyncIterator[Event]:
         """`_batches` one event at a time, as the loader's workers take them."""
@@ -350,8 +399,10 @@ class _Run:
 
     async def _on_outcome(self, outcome: Outcome) -> None:
         assert self.state is not None
-        await self.state.record(self.scope, self.report.run_id or 0, outcome)
         event = outcome.event
+        await self.state.record(self._scope_of(event), self.report.run_id or 0, outcome)
+        if event.store is not None and self.store_column is not None:
+            self.report.count_store(event.store, outcome.status.value)
         origin = self.origins.pop(event.id, None)
         if outcome.status is Status.DELIVERED:
             self.report.delivered += 1
@@ -373,20 +424,29 @@ class _Run:
 
     async def _load(self, client: httpx.AsyncClient | None) -> None:
         from etl.load import Loader
+        from etl.load.fanout import FanOut
 
-        async with Loader(self.pipeline.destination, client=client, stats=self.stats) as loader:
-            watcher = asyncio.create_task(self._watch(loader.stats))
+        loader: Loader | FanOut
+        if self.store_column is not None:
+            assert self.credentials is not None
+            loader = FanOut(self.pipeline.destination, self.credentials, client, self.stats)
+        else:
+            loader = Loader(self.pipeline.destination, client=client, stats=self.stats)
+        async with loader:
+            watcher = asyncio.create_task(self._watch(loader))
             try:
                 await loader.deliver(self._events(), self._on_outcome)
             finally:
                 watcher.cancel()
                 self._copy_stats(loader.stats)
+                if isinstance(loader, FanOut):
+                    self.report.merge_stores(loader.summary())
 
-    async def _watch(self, stats: LoadStats) -> None:
+    async def _watch(self, loader: Loader | FanOut) -> None:
         """Refresh the progress line every second: a pause or an outage has no outcomes."""
         while True:
             await asyncio.sleep(1.0)
-            self._copy_stats(stats)
+            self._copy_stats(loader.stats)
             self.progress.tick()
 
     def _copy_stats(self, stats: LoadStats) -> None:

@@ -61,11 +61,25 @@ class RunReport:
     error: str | None = None
     last_error: str | None = None  # the latest failed HTTP try (masked when shown)
     paused_until: datetime | None = None  # the end of the latest long pause the API asked for
+    #: Many stores (SPEC §10): store -> delivered, rejected, failed, requests, 429s, aborted.
+    stores: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def reject(self, rule: str, count: int = 1) -> None:
         """Count rejects under a §5 rule name (or `api` for the API's refusals)."""
         self.rejected += count
         self.rejected_by_rule[rule] += count
+
+    def count_store(self, store: str, status: str) -> None:
+        """One more outcome (delivered, rejected, failed) of a store's event."""
+        counts = self.stores.setdefault(store, {"delivered": 0, "rejected": 0, "failed": 0})
+        counts[status] = counts.get(status, 0) + 1
+
+    def merge_stores(self, loads: dict[str, dict[str, Any]]) -> None:
+        """Add the loader's per-store figures (requests, 429s, why a store aborted)."""
+        for store, figures in loads.items():
+            counts = self.stores.setdefault(store, {"delivered": 0, "rejected": 0, "failed": 0})
+            counts.update(figures)
+        self.stores = dict(sorted(self.stores.items()))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; datetimes and other values become strings."""
@@ -124,6 +138,11 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
     ]
     if report.watermark is not None:
         rows.append(("watermark", report.watermark))
+    if report.stores:
+        aborted = [store for store, figures in report.stores.items() if figures.get("aborted")]
+        rows.append(("stores", f"{len(report.stores)} ({len(aborted)} aborted)"))
+        rows += [(f"  aborted: {store}", mask_free_text(str(report.stores[store]["aborted"])))
+                 for store in aborted]
     if report.error:
         rows.append(("stopped because", report.error))
     if report.last_error:

@@ -327,9 +327,13 @@ def _member(name: str, value: Parts | None) -> Parts:
 class Transformer:
     """Turns validated, normalised rows into Events for one event definition."""
 
-    def __init__(self, event: EventSpec, store_id: str, cursor: str | None = None) -> None:
+    def __init__(
+        self, event: EventSpec, store_id: str, cursor: str | None = None,
+        store_column: str | None = None,
+    ) -> None:
         self.event = event
         self.store_id = store_id
+        self.store_column = store_column  # each row's store (SPEC §10), hashed like a constant
         self.cursor = cursor
         self.identifiers = event.customer.identifier_columns()
 
@@ -338,7 +342,8 @@ class Transformer:
         if self.event.id.column:
             ids = arrow_array(valid[self.event.id.column], _TEXT)
             return ids, ['"', _escaped(ids), '"']
-        parts: Parts = [_encode(self.store_id).decode()]
+        store = self.store_column
+        parts: Parts = [_key_column(valid[store]) if store else _encode(self.store_id).decode()]
         parts += [_name_key(spec, valid) for spec in (self.event.source, self.event.event_name)]
         parts += [_key_column(valid[column]) for column in self.event.id_key_columns()]
         ids = _uuid_texts(_join(*parts))
@@ -373,7 +378,8 @@ class Transformer:
             "}",
         )
         cursors = _cursor_values(valid[self.cursor]) if self.cursor else None
-        return EventBatch(ids, body.cast(arrow.large_binary()), cursors)
+        stores = valid[self.store_column].astype(str).tolist() if self.store_column else None
+        return EventBatch(ids, body.cast(arrow.large_binary()), cursors, stores)
 
     def to_events(self, valid: pd.DataFrame) -> list[Event]:
         """One Event per row of `valid`, in row order."""

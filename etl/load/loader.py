@@ -186,13 +186,13 @@ def _access_token(response: httpx.Response) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def _own_client(destination: Destination) -> httpx.AsyncClient:
-    """A client with a keep-alive pool of `concurrency` connections.
+def own_client(destination: Destination, pool: int | None = None) -> httpx.AsyncClient:
+    """A client with a keep-alive pool of `pool` (default: `concurrency`) connections.
 
     The lean transport, unless a proxy is configured for the API's URL: that one does
     not speak to proxies, httpx's own transport does (at a third of the speed).
     """
-    pool, timeout = destination.concurrency, destination.timeout
+    pool, timeout = pool or destination.concurrency, destination.timeout
     url = httpx.URL(destination.base_url)
     proxies = urllib.request.getproxies()
     proxy = proxies.get(url.scheme) or proxies.get("all")
@@ -221,7 +221,7 @@ class Loader:
         self.destination = destination
         self.stats = stats if stats is not None else LoadStats()
         self._own_client = client is None
-        self._client = client if client is not None else _own_client(destination)
+        self._client = client if client is not None else own_client(destination)
         self._url = httpx.URL(destination.events_url)
         self._limiter = Limiter(destination.rate_limit)
         self._credentials = _Credentials(destination, self._client, self.stats)

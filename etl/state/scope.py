@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 #: Rows written before state had destinations (schema version 1) carry this destination
 #: until the first pipeline that opens the store with a destination adopts them.
 LEGACY = ("", "")
+#: The store column of a pipeline's runs and watermark when its rows name their own stores
+#: (SPEC §10): one source, one window, whatever the stores; a store id never holds `*`.
+ALL_STORES = "*"
 
 
 def normalise_base_url(base_url: str) -> str:
@@ -37,11 +40,20 @@ class Scope:
 
     @classmethod
     def of(cls, pipeline: Pipeline) -> Scope:
-        """The scope of a pipeline's (single) destination; its store id must be known."""
+        """The scope of a pipeline's (single) destination; its store id must be known.
+
+        A pipeline whose rows name their stores gets `ALL_STORES` here (its runs and its
+        watermark) and `for_store` for each store's events.
+        """
         destination = pipeline.destination
         if not destination.store_id:
             raise ValueError(f"pipeline {pipeline.name} has no store id: it has no state scope")
-        return cls(pipeline.name, normalise_base_url(destination.base_url), destination.store_id)
+        store = destination.store_id if isinstance(destination.store_id, str) else ALL_STORES
+        return cls(pipeline.name, normalise_base_url(destination.base_url), store)
+
+    def for_store(self, store_id: str) -> Scope:
+        """The same pipeline and base URL at another store."""
+        return Scope(self.pipeline, self.base_url, store_id)
 
     def values(self) -> dict[str, str]:
         """The key columns as a row's values."""

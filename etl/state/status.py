@@ -131,7 +131,7 @@ def status(pipeline: Pipeline | str | os.PathLike[str]) -> StatusReport:
         return StatusReport.build(pipeline.name, [], [])  # no run yet: nothing to report
     store = StateStore(pipeline.state_url)
     try:
-        if pipeline.destination.store_id:
+        if isinstance(pipeline.destination.store_id, str):
             store.adopt_legacy(Scope.of(pipeline))
         return store.summary(pipeline.name)
     finally:

@@ -183,10 +183,21 @@ class StateStore:
                     body=bytes(body),
                     payload_hash=payload_hash,
                     cursor=decode_value(cursor),
+                    store=scope.store_id,
                 )
             if len(page) < _FAILED_PAGE:
                 return
             after = page[-1][0]
+
+    def stores_with(self, scope: Scope, status: Status) -> list[str]:
+        """The stores of `scope`'s pipeline and base URL holding events of `status` (SPEC §10)."""
+        with self._errors("read"), self.engine.connect() as connection:
+            return list(connection.execute(
+                sa.select(events.c.store_id).distinct()
+                .where(events.c.pipeline == scope.pipeline, events.c.base_url == scope.base_url,
+                       events.c.status == status.value)
+                .order_by(events.c.store_id)
+            ).scalars())
 
     # -- watermark ------------------------------------------------------------------
     def watermark(self, scope: Scope) -> Any:
