@@ -102,10 +102,16 @@ def load_history(
     )
     for run in history.runs:
         history.rejects_by_rule.update(run.summary.get("rejected_by_rule") or {})
-        store_id = str(run.summary.get("store") or "(store)")
-        sums = history.per_store.setdefault(store_id, Counter())
-        for key in ("delivered", "rejected", "failed", "requests", "http_429"):
-            sums[key] += int(run.count(key))
+        keys = ("delivered", "rejected", "failed", "requests", "http_429")
+        for store_id, figures in (run.summary.get("stores") or {}).items():  # many stores
+            sums = history.per_store.setdefault(str(store_id), Counter())
+            for key in keys:
+                sums[key] += int(figures.get(key) or 0)
+        if not run.summary.get("stores"):
+            sums = history.per_store.setdefault(str(run.summary.get("store") or "(store)"),
+                                                Counter())
+            for key in keys:
+                sums[key] += int(run.count(key))
     history.examples = _examples(history.runs, email, phone)
     return history
 

@@ -65,6 +65,15 @@ class RunCollector:
         ):
             events.add_metric([*values, outcome], count)
         yield events
+        if report.stores:  # many stores (SPEC §10): each store's outcomes, apart from the sum
+            by_store = CounterMetricFamily(
+                "etl_store_events", "Events by store and outcome.",
+                labels=["pipeline", "store", "outcome"],
+            )
+            for store, figures in list(report.stores.items()):
+                for outcome in ("delivered", "rejected", "failed"):
+                    by_store.add_metric([report.pipeline, store, outcome], figures.get(outcome, 0))
+            yield by_store
         rules = CounterMetricFamily(
             "etl_rejected_rows", "Rejected rows by rule.", labels=[*names, "rule"]
         )

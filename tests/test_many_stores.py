@@ -242,3 +242,15 @@ def test_kill_9_mid_run_loses_nothing_and_resends_at_most_the_in_flight(
         receipts = server.stats(store)["receipts"]
         resent = sum(n - 1 for n in receipts.values())
         assert resent <= 2, (store, resent)  # at most its concurrency was in flight
+
+
+def test_a_store_column_of_integers_hashes_like_the_constant_store(tmp_path: Path) -> None:
+    """Ids hash each row's store as text: column 1001 gives the ids of `store_id: "1001"`."""
+    frame = rows(["1001", "1002"], 3)
+    frame["shop_id"] = frame["shop_id"].astype(int)
+    project = Stores(tmp_path, "http://127.0.0.1:9", csv(tmp_path, frame))
+    result = project.etl("run", str(project.file), "--dry-run", "--output", str(tmp_path / "o.jsonl"))
+    assert result.returncode == 0, result.stderr
+    ids = {json.loads(line)["id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()}
+    assert ids == {event_id(store, "shopify_backfill", "order_shipped", [f"{store}-o{i}"])
+                   for store in ("1001", "1002") for i in range(3)}
