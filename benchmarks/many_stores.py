@@ -11,11 +11,18 @@ per wall second and its peak RSS (getrusage of the child).
 
     python -m benchmarks.many_stores                       # 200 x 5 req/s, then 2,000 x 1
     python -m benchmarks.many_stores --stores 200 --rate 5 --seconds 60
+    python -m benchmarks.many_stores --pool                # CPU per request, 8 vs 1,600 conns
+
+`--pool` measures the shared transport alone: one `httpx.AsyncClient` over
+`KeepAliveTransport(N)` with N connections opened, posting REQUESTS events with W
+concurrent requests to the unthrottled sandbox; the figure is this process's CPU per
+request: (8, 8), (1,600, 8) isolates the pool's size, (1,600, 1,600) adds the fan-out.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import bisect
 import csv
 import json
@@ -27,12 +34,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import yaml
 
+from etl.load.transport import KeepAliveTransport
 from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import start_sandbox
 
 CONCURRENCY = 8
+#: Requests of each `--pool` measurement.
+REQUESTS = 16_000
 
 
 def _write_source(folder: Path, stores: int, per_store: int) -> None:
@@ -122,18 +133,72 @@ def measure(stores: int, rate: float, seconds: float) -> dict[str, float]:
     return figures
 
 
+async def _post_all(
+    base_url: str, token: str, connections: int, workers: int
+) -> tuple[float, int]:
+    """CPU seconds of this process to post REQUESTS events over `connections` connections,
+    and how many requests the sandbox dropped (a closed connection, retried by the next)."""
+    client = httpx.AsyncClient(transport=KeepAliveTransport(connections, 30.0), timeout=30.0)
+    url = f"{base_url}/core/v3/stores/pool/custom_events"
+    headers = {"X-Yotpo-Token": token, "content-type": "application/json"}
+    counter = iter(range(REQUESTS))
+    dropped = 0
+
+    async def worker() -> None:
+        nonlocal dropped
+        for n in counter:
+            body = (b'{"source":"bench","event_name":"e","occurred_at":"2024-03-01T12:30:00Z",'
+                    b'"id":"p-%d","customer":{"external_id":"c"}}' % n)
+            try:
+                response = await client.post(url, content=body, headers=headers)
+                response.raise_for_status()
+            except httpx.TransportError:
+                dropped += 1
+
+    async def warm() -> None:
+        try:
+            await client.get(f"{base_url}/_sandbox/health")
+        except httpx.TransportError:
+            pass
+
+    await asyncio.gather(*(warm() for _ in range(connections)))  # connections opened first
+    started = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    spent = time.process_time() - started
+    await client.aclose()
+    return spent, dropped
+
+
+def pool_cost() -> None:
+    """The transport's CPU per request with 8 and with 1,600 pooled connections."""
+    with start_sandbox(SandboxConfig(rate_limit=None)) as server:
+        for connections, workers in ((8, 8), (1600, 8), (1600, 1600)):
+            spent, dropped = asyncio.run(
+                _post_all(server.base_url, server.token, connections, workers)
+            )
+            print(f"transport: {connections:>5} pooled connections, {workers:>5} concurrent "
+                  f"requests, {REQUESTS:,} requests: "
+                  f"{spent / REQUESTS * 1e6:,.0f} us CPU per request ({dropped} dropped by the "
+                  "sandbox)", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """The issue's two cases by default; one case with --stores/--rate/--seconds."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stores", type=int)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--pool", action="store_true")
     args = parser.parse_args(argv if argv is not None else [])
+    if args.pool:
+        pool_cost()
+        return
     if args.stores:
         measure(args.stores, args.rate, args.seconds)
         return
     measure(200, 5.0, args.seconds)
     measure(2000, 1.0, args.seconds)
+    pool_cost()
 
 
 if __name__ == "__main__":

@@ -81,8 +81,8 @@ def _read_file(file: Path, pipeline_file: Path) -> dict[str, StoreSecret | str]:
     except YamlFileError as exc:
         raise DefinitionError(file, [(exc.where, exc.problem)]) from None
     if not isinstance(raw, dict) or not raw:
-        raise DefinitionError(file, [("(top level)", "expected a mapping of store id -> "
-                                                     "{token: ...} or {secret: ...}")])
+        expected = "expected a mapping of store id -> {token: ...} or {secret: ...}"
+        raise DefinitionError(file, [("(top level)", expected)])
     substitution = Substitution(environment(file.parent))
     raw = substitution.apply(raw)
     problems = list(substitution.missing.items())

@@ -69,7 +69,8 @@ class Stores:
         )
 
     def etl(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "etl", *args], check=False, capture_output=True,
+                              text=True,
                               env={**os.environ, **(env or {})}, timeout=120, cwd="/")
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
