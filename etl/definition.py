@@ -288,8 +288,9 @@ class Pipeline(_Frozen):
         if "credentials" in needs and destination.token is None and destination.secret is None \
                 and not destination.per_store_credentials:
             deferred = [(k, v) for k, v in self.deferred.items() if k != "destination.store_id"]
-            missing = ("destination",
-                       f"give token, secret, credentials or token_file (required for {command})")
+            choices = "token, secret, credentials or token_file" if destination.store_column \
+                else "token or secret"
+            missing = ("destination", f"give {choices} (required for {command})")
             problems += deferred or [missing]
         if problems:
             raise DefinitionError(self.file, problems)

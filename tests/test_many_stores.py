@@ -25,7 +25,7 @@ def rows(stores: list[str], per_store: int, *, sort_by_store: bool = True) -> pd
     """`per_store` orders for each store; grouped by store (the common export) or interleaved."""
     records = [
         {"shop_id": store, "order_id": f"{store}-o{i}", "customer_id": f"c-{i % 5}",
-         "shipped_at": f"2024-03-{1 + i % 28:02d}T12:30:00Z"}
+         "shipped_at": f"2024-03-{1 + i % 28:02d}T12:30:00Z", "updated_at": 100 + i}
         for store in stores for i in range(per_store)
     ]
     frame = pd.DataFrame(records)
@@ -81,9 +81,16 @@ class Stores:
         return json.loads((self.root / "r.json").read_text())
 
 
-def csv(root: Path, frame: pd.DataFrame, chunk_size: int = 8) -> dict[str, Any]:
+def csv(root: Path, frame: pd.DataFrame, chunk_size: int = 8, **extra: Any) -> dict[str, Any]:
     frame.to_csv(root / "orders.csv", index=False)
-    return {"type": "csv", "path": "orders.csv", "chunk_size": chunk_size}
+    return {"type": "csv", "path": "orders.csv", "chunk_size": chunk_size, **extra}
+
+
+def watermark(project: Stores) -> Any:
+    status = project.etl("status", str(project.file), "--json")
+    assert status.returncode == 0, status.stderr
+    marks = {d["store_id"]: d["watermark"] for d in json.loads(status.stdout)["destinations"]}
+    return marks.get("*")
 
 
 def expected_ids(store: str, per_store: int) -> set[str]:
@@ -127,8 +134,8 @@ def test_each_store_gets_its_own_rows_from_one_sql_source(tmp_path: Path, sandbo
 
 def test_a_refused_token_aborts_that_store_alone(tmp_path: Path, sandbox) -> None:
     server = sandbox(rate_limit=None)
-    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(STORES, 12)),
-                     credentials="stores.yaml")
+    source = csv(tmp_path, rows(STORES, 12), incremental={"cursor": "updated_at"})
+    project = Stores(tmp_path, server.base_url, source, credentials="stores.yaml")
     project.credentials({"shop-a": server.token, "shop-b": "wrong-token-b", "shop-c": server.token})
     result = project.run()
     assert result.returncode == 3, result.stderr
@@ -140,12 +147,14 @@ def test_a_refused_token_aborts_that_store_alone(tmp_path: Path, sandbox) -> Non
     assert report["stores"]["shop-b"]["aborted"].startswith("the API refused the token")
     assert report["stores"]["shop-a"]["aborted"] is None
     assert "wrong-token-b" not in result.stderr + json.dumps(report)
+    assert watermark(project) is None  # shop-b's rows are unsent: the window is read again
     # Fixed: the rerun sends shop-b's events and skips what the others already have.
     project.credentials({store: server.token for store in STORES})
     again = project.run()
     assert again.returncode == 0, again.stderr
     assert {e["id"] for e in server.events("shop-b")} == expected_ids("shop-b", 12)
     assert project.report()["skipped_unchanged"] == 24
+    assert watermark(project) == 111
 
 
 def test_rows_of_unknown_or_malformed_stores_are_rejected_under_rule_store(
