@@ -176,6 +176,14 @@ class Destination(_Frozen):
     concurrency: Annotated[int, Field(gt=0, le=1024)] = 8
     timeout: Annotated[float, Field(gt=0)] = 30.0
     max_retries: Annotated[int, Field(ge=0)] = 8
+    rate_limit_url: SecretStr | None = None  # redis://...: the store's budget shared in Redis (§11)
+
+    @field_validator("rate_limit_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
 
     @model_validator(mode="after")
     def _credentials(self) -> Destination:

@@ -338,7 +338,8 @@ class _Run:
     async def _load(self, client: httpx.AsyncClient | None) -> None:
         from etl.load import Loader
 
-        async with Loader(self.pipeline.destination, client=client) as loader:
+        pipeline = self.pipeline
+        async with Loader(pipeline.destination, client=client, state_url=pipeline.state_url) as loader:
             try:
                 await loader.deliver(self._events(), self._on_outcome)
             finally:
