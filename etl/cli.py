@@ -21,6 +21,7 @@ from rich.table import Table
 
 from etl.definition import parse_pipeline
 from etl.errors import DefinitionError, EtlError
+from etl.partition import Partition, not_mine
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import print_summary
 from etl.sandbox.command import sandbox_command
@@ -74,6 +75,13 @@ def main(verbose: bool) -> None:
     gc.freeze()
 
 
+def _partition(context: click.Context, parameter: click.Parameter, value: str | None) -> Any:
+    try:
+        return None if value is None else Partition.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @main.command("run")
 @PIPELINE
 @click.option("--dry-run", is_flag=True, help="Do everything but HTTP; nothing is written to state.")
@@ -85,9 +93,12 @@ def main(verbose: bool) -> None:
 @click.option("--full-refresh", is_flag=True, help="Ignore state: resend every event.")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run summary as JSON to this path.")
+@click.option("--partition", metavar="K/N", callback=_partition,
+              help="Take only the stores whose hash mod N is K (e.g. a Job's completion index).")
 @_exits_cleanly
 def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: int | None,
-                since: str | None, until: str | None, full_refresh: bool, report_json: Path | None) -> int:
+                since: str | None, until: str | None, full_refresh: bool, report_json: Path | None,
+                partition: Partition | None) -> int:
     """Extract, validate, transform and load a pipeline.
 
     Resumable: rerun after any stop and it continues; unchanged events are skipped.
@@ -98,6 +109,9 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
     """
     if output is not None and not dry_run:
         raise click.UsageError("--output goes with --dry-run")
+    if partition is not None and (skip := not_mine(parse_pipeline(pipeline_file), partition)):
+        click.echo(skip)
+        return 0
     pipeline = load_pipeline(pipeline_file)
     options = RunOptions(dry_run=dry_run, output=output, limit=limit, since=since, until=until,
                          full_refresh=full_refresh)
