@@ -69,3 +69,17 @@ def test_the_owning_partition_delivers_everything(
     assert sorted(e["properties"]["order_id"] for e in server.events(STORE)) == sorted(
         f"parts-{i}" for i in range(12)
     )
+
+
+def test_the_kubernetes_example_hands_each_pod_its_own_partition_of_n() -> None:
+    import re
+
+    import yaml
+
+    job = yaml.safe_load((Path(__file__).parents[1] / "examples/kubernetes/indexed-job.yaml")
+                         .read_text())
+    spec = job["spec"]
+    [container] = spec["template"]["spec"]["containers"]
+    found = re.search(r'--partition "\$\{JOB_COMPLETION_INDEX\}/(\d+)"', container["args"][0])
+    assert spec["completionMode"] == "Indexed" and found is not None
+    assert int(found[1]) == spec["completions"]  # N of --partition is the number of pods

@@ -61,7 +61,7 @@ def pipeline_asset(
     file = Path(path).resolve()
     pipeline = parse_pipeline(file) if name is None or stores is None else None
     asset_name = name or (pipeline.name if pipeline else file.stem)
-    keys = list(stores) if stores is not None else pipeline_stores(pipeline)  # type: ignore[arg-type]
+    keys = list(stores) if stores is not None or pipeline is None else pipeline_stores(pipeline)
 
     @dg.asset(
         name=asset_name,
