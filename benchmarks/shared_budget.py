@@ -24,8 +24,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from etl.definition import Destination
 from etl.events import Event, Outcome
 from etl.load import Loader
@@ -36,11 +34,11 @@ from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import start_sandbox
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+from fleet_helpers import postgres_state  # noqa: E402  (the tests' set-up, shared)
 from test_load_limits import max_in_window  # noqa: E402  (one definition of the window count)
 
 from benchmarks.load_throughput import events  # noqa: E402
 
-POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS = "redis://127.0.0.1:6379/0"
 RATE = 5.0
 WORKERS = (1, 2, 4, 8)
@@ -120,22 +118,13 @@ def _latency(kind: str, limiter: SharedLimiter) -> None:
 
 def main() -> None:
     duration = float(os.environ.get("BENCH_DURATION_S", "60"))
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(POSTGRES)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    state = f"{POSTGRES}?options=-csearch_path%3D{schema}"
-    try:
+    with postgres_state() as state:
         print(f"{duration:.0f} s per run, rate_limit {RATE:.0f}, concurrency 8 per worker")
         _sweep("postgres", {"postgres": state}, duration)
         _sweep("redis", {"redis": REDIS}, duration)
         key = f"bench-{uuid.uuid4().hex}"
         _latency("postgres", SharedLimiter(1e6, PostgresBudget(state, key)))
         _latency("redis", SharedLimiter(1e6, RedisBudget(REDIS, key)))
-    finally:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
 
 
 if __name__ == "__main__":

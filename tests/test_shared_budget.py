@@ -83,22 +83,19 @@ def assert_one_budget_held(server: SandboxProcess) -> None:
     assert len(first) >= 2
 
 
-@pytest.mark.postgres
-def test_four_workers_share_one_store_budget_in_postgresql(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str
+@pytest.mark.parametrize("kind", ["postgres", "redis"])
+def test_four_workers_share_one_store_budget(
+    tmp_path: Path, sandbox: Callable[..., SandboxProcess], kind: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     server = sandbox(rate_limit=RATE)
-    results = run_workers(tmp_path, server, lambda _: pg_state)
-    assert [code for code, _ in results] == [0] * WORKERS, [err[-500:] for _, err in results]
-    assert_one_budget_held(server)
-
-
-def test_four_workers_share_one_store_budget_in_redis(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], redis_url: str
-) -> None:
-    server = sandbox(rate_limit=RATE)
-    results = run_workers(tmp_path, server, lambda name: f".etl/{name}.db",
-                          rate_limit_url=redis_url)
+    if kind == "postgres":  # the budget in the shared PostgreSQL state
+        state = request.getfixturevalue("pg_state")
+        results = run_workers(tmp_path, server, lambda _: state)
+    else:  # a SQLite state each, the budget in Redis
+        url = request.getfixturevalue("redis_url")
+        results = run_workers(tmp_path, server, lambda name: f".etl/{name}.db",
+                              rate_limit_url=url)
     assert [code for code, _ in results] == [0] * WORKERS, [err[-500:] for _, err in results]
     assert_one_budget_held(server)
 

@@ -45,7 +45,7 @@ MARGIN_S = 0.020
 SLACK_S = 0.005
 #: A slot woken up to later than this is given back unused (a busy process, a GIL held
 #: by the source's parsing): the window only holds if sends happen at their slots.
-LATE_S = 0.005
+LATE_S = 0.010
 #: How long sending may wait for an unreachable coordinator before the run aborts.
 PATIENCE_S = 300.0
 #: Back-off between reservations while the coordinator is unreachable: 0.25 s doubling to 5 s.
