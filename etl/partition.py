@@ -63,9 +63,12 @@ class Partition:
 
 
 def not_mine(pipeline: Pipeline, partition: Partition) -> str | None:
-    """The one line a run prints when `partition` owns none of its stores, else None."""
+    """The one line a run prints when `partition` owns none of its stores, else None.
+
+    A pipeline without a store id is not skipped: the run itself reports what is missing.
+    """
     store = pipeline.destination.store_id
-    if partition.owns(store):
+    if not store or partition.owns(store):
         return None
     owner = bucket(store, partition.count)
     return (f"{pipeline.name}: partition {partition} does not own store {store!r} "

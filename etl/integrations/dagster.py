@@ -40,8 +40,9 @@ METADATA_FIELDS = (
 
 
 def pipeline_stores(pipeline: Pipeline) -> list[str]:
-    """The stores a pipeline sends to: its partitions."""
-    return [pipeline.destination.store_id]
+    """The stores a pipeline sends to: its partitions (none while its store id is unset)."""
+    store = pipeline.destination.store_id
+    return [store] if store else []
 
 
 def pipeline_asset(
