@@ -2,10 +2,12 @@
 
     EtlError                      root: catch this to catch everything of ours
     ├── DefinitionError           the pipeline file is wrong: fix it (exit 2)
+    ├── OptionError               a command-line option's value cannot be used (exit 2)
     ├── AbortError                the run cannot go on: nothing more is sent (exit 3)
     │   ├── AuthError             the API refused the token (401/403)
     │   ├── SourceError           the source is unreachable or unreadable
-    │   └── TooManyFailures       consecutive failures suggest the API is down
+    │   ├── TooManyFailures       consecutive failures suggest the API is down
+    │   └── StateError            the state store is unreachable, read-only, full or busy
     └── RunInterrupted            SIGINT/SIGTERM: state committed, summary printed (exit 130)
 
 Per-request outcomes (retriable vs rejected) are not exceptions that escape the
@@ -38,6 +40,12 @@ class DefinitionError(EtlError):
         super().__init__("\n".join(f"{self.file}: {key}: {problem}" for key, problem in problems))
 
 
+class OptionError(EtlError):
+    """A command-line option's value cannot be used (say, `--metrics-port` is taken)."""
+
+    exit_code = 2
+
+
 class AbortError(EtlError):
     """The run stopped early; state is committed and a rerun resumes."""
 
@@ -60,3 +68,7 @@ class RunInterrupted(EtlError):
     """The run was stopped by SIGINT/SIGTERM after a clean shutdown."""
 
     exit_code = 130
+
+
+class StateError(AbortError):
+    """The state store cannot be used: unreachable, read-only, full, or held by another run."""

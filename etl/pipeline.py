@@ -16,6 +16,7 @@ the next event, which is what makes a `kill -9` cost at most the requests in fli
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -29,20 +30,23 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import pandas as pd
 
 from etl.definition import Pipeline, parse_pipeline
-from etl.errors import AbortError, DefinitionError, RunInterrupted
+from etl.errors import AbortError, DefinitionError, RunInterrupted, StateError
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
 from etl.quarantine import EVENT_ID, Quarantine
-from etl.redact import mask_email, mask_phone
+from etl.redact import mask_in_text
 from etl.report import ProgressDisplay, RunReport
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+from etl.watch import watching
 
 if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy
     import httpx
 
-    from etl.state import StateStore
+    from etl.load.loader import LoadStats
+    from etl.state import Scope, StateStore
 
+log = logging.getLogger("etl")
 #: Reject examples kept per rule for `etl validate`.
 EXAMPLES_PER_RULE = 3
 #: Failed events of earlier runs are read back from state this many at a time.
@@ -59,7 +63,11 @@ class RunOptions:
     since: str | None = None  # overrides the stored watermark (exclusive lower bound)
     until: str | None = None  # inclusive upper bound on the incremental cursor
     full_refresh: bool = False  # ignore state: resend everything
+    retry_rejected: bool = False  # resend the events the API rejected before, first
     progress: bool | None = None  # live display; None = only on a terminal
+    metrics_port: int | None = None  # serve Prometheus metrics on this port while running
+    metrics_host: str = "127.0.0.1"
+    progress_interval: float = 10.0  # seconds between progress log lines off a terminal
 
 
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
@@ -131,14 +139,18 @@ class _Run:
     """The state of one run; `execute` is the whole of it."""
 
     def __init__(self, pipeline: Pipeline, options: RunOptions, mode: str) -> None:
+        pipeline.require(mode)  # a validate needs no credentials, a dry run only the store id
         self.pipeline = pipeline
         self.options = options
         self.mode = mode
-        self.report = RunReport(pipeline=pipeline.name, mode=mode)
+        self.report = RunReport(
+            pipeline=pipeline.name, mode=mode, store=pipeline.destination.store_id
+        )
         self.validator = Validator(pipeline.event)
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
         self.cursor = cursor
-        self.transformer = Transformer(pipeline.event, pipeline.destination.store_id, cursor)
+        self.transformer = Transformer(pipeline.event, pipeline.destination.store_id or "", cursor)
+        self.scope: Scope
         self.state = self._open_state()
         self.watermark = _Watermark()
         self.examples: dict[str, list[str]] = {}
@@ -146,6 +158,12 @@ class _Run:
         self.retry_ids: set[str] = set()
         self.extraction_complete = False
         self.output: BinaryIO | None = None
+        self.extractor = open_extractor(pipeline.source)
+        self.stats: LoadStats | None = None
+        if mode == "run":  # httpx loads only for a real run
+            from etl.load.loader import LoadStats
+
+            self.stats = LoadStats()
 
     # -- set-up -------------------------------------------------------------------
     def _open_state(self) -> StateStore | None:
@@ -156,9 +174,18 @@ class _Run:
         missing = url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
         if self.mode != "run" and missing:
             return None
-        from etl.state import StateStore  # SQLAlchemy loads only when there is state
+        from etl.state import Scope, StateStore  # SQLAlchemy loads only when there is state
 
-        return StateStore(url)
+        self.scope = Scope.of(self.pipeline)
+        store = StateStore(url)
+        try:
+            if self.mode == "run":
+                store.hold_run_lock(self.pipeline.name)
+            store.adopt_legacy(self.scope)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def _window(self) -> Window | None:
         incremental = self.pipeline.source.incremental
@@ -170,7 +197,7 @@ class _Run:
             return None
         after: Any = self.options.since
         if after is None and not self.options.full_refresh and self.state is not None:
-            after = self.state.watermark(self.pipeline.name)
+            after = self.state.watermark(self.scope)
         if after is None and self.options.until is None:
             return None
         return Window(cursor=incremental.cursor, after=after, until=self.options.until)
@@ -179,7 +206,7 @@ class _Run:
     def _chunks(self) -> Iterator[pd.DataFrame]:
         columns = self.pipeline.mapped_columns()
         remaining = self.options.limit
-        for chunk in open_extractor(self.pipeline.source).chunks(columns, self._window()):
+        for chunk in self.extractor.chunks(columns, self._window()):
             if remaining is not None:
                 chunk = chunk.iloc[:remaining]
                 remaining -= len(chunk)
@@ -196,12 +223,14 @@ class _Run:
         skipped_cursors: list[Any] = []
         if len(batch) and self.state is not None and not self.options.full_refresh:
             ids = batch.ids.to_pylist()
-            known = self.state.known(self.pipeline.name, ids)
+            known = self.state.known(self.scope, ids)
             if known or self.retry_ids:
                 events = batch.events()  # objects only for a chunk that has a history
+                resend = Status.REJECTED if self.options.retry_rejected else None
                 keep = [
                     i for i, event in enumerate(events)
-                    if event.id not in self.retry_ids and not _unchanged(known.get(event.id), event)
+                    if event.id not in self.retry_ids
+                    and not _unchanged(known.get(event.id), event, resend)
                 ]
                 kept = set(keep)
                 skipped_cursors = [event.cursor for i, event in enumerate(events) if i not in kept]
@@ -228,11 +257,11 @@ class _Run:
             for _, row in group.drop_duplicates(REJECT_REASON).iterrows():
                 if len(shown) >= EXAMPLES_PER_RULE:
                     break
-                reason = str(row[REJECT_REASON])
-                for column, mask in ((customer.email, mask_email), (customer.phone_number, mask_phone)):
-                    value = row.get(column) if column else None
-                    if isinstance(value, str) and value:
-                        reason = reason.replace(value.strip(), mask(value.strip()))
+                reason = mask_in_text(
+                    str(row[REJECT_REASON]),
+                    email=row.get(customer.email) if customer.email else None,
+                    phone=row.get(customer.phone_number) if customer.phone_number else None,
+                )
                 if reason not in shown:
                     shown.add(reason)
                     examples.setdefault(str(rule), []).append(reason)
@@ -296,10 +325,12 @@ class _Run:
             producer.cancel()
 
     async def _batches(self) -> AsyncIterator[EventBatch]:
-        """Failed events of earlier runs first, then the source's new or changed events."""
-        if self.state is not None and not self.options.full_refresh:
-            failed = self.state.failed_events(self.pipeline.name)
-            while batch := list(islice(failed, RETRY_BATCH)):
+        """Failed events of earlier runs first (and rejected ones with --retry-rejected),
+        then the source's new or changed events."""
+        statuses = [Status.FAILED] + ([Status.REJECTED] if self.options.retry_rejected else [])
+        for status in statuses if self.state is not None and not self.options.full_refresh else []:
+            earlier = self.state.failed_events(self.scope, status)
+            while batch := list(islice(earlier, RETRY_BATCH)):
                 self.retry_ids.update(event.id for event in batch)
                 self.report.retried_from_last_run += len(batch)
                 yield EventBatch.of(batch)
@@ -314,7 +345,7 @@ class _Run:
 
     async def _on_outcome(self, outcome: Outcome) -> None:
         assert self.state is not None
-        await self.state.record(self.pipeline.name, self.report.run_id or 0, outcome)
+        await self.state.record(self.scope, self.report.run_id or 0, outcome)
         event = outcome.event
         origin = self.origins.pop(event.id, None)
         if outcome.status is Status.DELIVERED:
@@ -339,7 +370,8 @@ class _Run:
         from etl.load import Loader
 
         pipeline = self.pipeline
-        async with Loader(pipeline.destination, client=client, state_url=pipeline.state_url) as loader:
+        async with Loader(pipeline.destination, client=client, stats=self.stats,
+                          state_url=pipeline.state_url) as loader:
             try:
                 await loader.deliver(self._events(), self._on_outcome)
             finally:
@@ -370,7 +402,11 @@ class _Run:
         report = self.report
         started = time.monotonic()
         if self.state is not None and self.mode == "run":
-            report.run_id = self.state.begin_run(self.pipeline.name)
+            try:
+                report.run_id = self.state.begin_run(self.scope)
+            except StateError:
+                self.state.close()
+                raise
         run_name = str(report.run_id) if report.run_id is not None else datetime.now(UTC).strftime(
             f"{self.mode}-%Y%m%dT%H%M%S"
         )
@@ -380,11 +416,20 @@ class _Run:
         if self.options.output is not None:
             self.options.output.parent.mkdir(parents=True, exist_ok=True)
             self.output = self.options.output.open("wb")
-        self.progress = ProgressDisplay(report, enabled=self.options.progress)
+        self.progress = ProgressDisplay(
+            report, enabled=self.options.progress, interval=self.options.progress_interval,
+            total_rows=self._total_rows,
+        )
         work = {"run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate}
+        watch = watching(
+            self.progress, self.stats, state=self.state if self.mode == "run" else None,
+            run_id=report.run_id, metrics_port=self.options.metrics_port,
+            metrics_host=self.options.metrics_host,
+        )
         try:
             with self.progress:
-                await _interruptible(work[self.mode]())
+                async with watch:
+                    await _interruptible(work[self.mode]())
         except RunInterrupted as exc:
             self._finish(started, "interrupted", 130, str(exc))
             exc.report = report
@@ -396,6 +441,13 @@ class _Run:
         self._finish(started, "completed", 1 if report.rejected or report.failed else 0, None)
         return report
 
+    def _total_rows(self) -> int | None:
+        """The rows this run reads in all, when the source's size is known (for the ETA)."""
+        total = self.extractor.estimated_rows()
+        if total is not None and self.options.limit is not None:
+            return min(total, self.options.limit)
+        return total
+
     def _finish(self, started: float, outcome: str, exit_code: int, error: str | None) -> None:
         report = self.report
         report.duration_s = time.monotonic() - started
@@ -405,19 +457,28 @@ class _Run:
             report.quarantine_file = str(self.quarantine.path)
         if self.output is not None:
             self.output.close()
+        log.info("%s", report.end_line())
         if self.state is None:
             return
-        if self.mode == "run":
-            report.watermark = self._advance_watermark(outcome)
-            self.state.end_run(report.run_id or 0, exit_code, report.to_json())
-        else:
-            report.watermark = self.state.watermark(self.pipeline.name)
-        self.state.close()
+        try:
+            if self.mode == "run":
+                report.watermark = self._advance_watermark(outcome)
+                self.state.end_run(report.run_id or 0, exit_code, report.to_dict())
+            else:
+                report.watermark = self.state.watermark(self.scope)
+        except StateError as exc:  # a full disk: the summary still prints, the cause with it
+            if error is None:
+                report.outcome, report.exit_code, report.error = "aborted", exc.exit_code, str(exc)
+                exc.report = report
+                raise
+            report.error = f"{error}; the run could not be recorded ({exc})"
+        finally:
+            self.state.close()
 
     def _advance_watermark(self, outcome: str) -> Any:
         """Only a complete read of the stored window may move the watermark (SPEC §6)."""
         assert self.state is not None
-        old = self.state.watermark(self.pipeline.name)
+        old = self.state.watermark(self.scope)
         manual_window = self.options.since is not None or self.options.until is not None
         if (
             self.cursor is None
@@ -429,13 +490,23 @@ class _Run:
             return old
         new = self.watermark.new_value(old)
         if new is not None and new != old:
-            self.state.set_watermark(self.pipeline.name, new)
+            self.state.set_watermark(self.scope, new)
         return new
 
 
-def _unchanged(known: tuple[str, Status] | None, event: Event) -> bool:
-    """Delivered (or refused by the API) with the same payload: sending again changes nothing."""
-    return known is not None and known[0] == event.payload_hash and known[1] is not Status.FAILED
+def _unchanged(
+    known: tuple[str, Status] | None, event: Event, resend: Status | None = None
+) -> bool:
+    """Delivered (or refused by the API) with the same payload: sending again changes nothing.
+
+    `resend` (rejected, with --retry-rejected) is sent again all the same.
+    """
+    return (
+        known is not None
+        and known[0] == event.payload_hash
+        and known[1] is not Status.FAILED
+        and known[1] is not resend
+    )
 
 
 def _native(value: Any) -> Any:

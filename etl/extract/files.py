@@ -185,6 +185,7 @@ class CsvExtractor:
         assert source.path is not None
         self.source = source
         self.files = source_files(source.path, ".csv")
+        self._rows: int | None = None
 
     def columns(self) -> list[str]:
         """Every column of every file's header, in order of first appearance."""
@@ -198,14 +199,17 @@ class CsvExtractor:
         candidates = {name: {"bool", "int", "float"} for name in columns}
         seen = set()
         options = self._convert_options(columns, dict.fromkeys(columns, pa.string()))
+        rows = 0
         for file in self.files:
             for batch in self._batches(file, options):
+                rows += batch.num_rows
                 for name in columns:
                     kinds = candidates[name]
                     values = pc.drop_null(batch.column(name))
                     if kinds and len(values):
                         seen.add(name)
                         _narrow(kinds, values)
+        self._rows = rows
         return {name: _arrow_type(candidates[name] if name in seen else set()) for name in columns}
 
     def chunks(self, columns: list[str], window: Window | None) -> Iterator[pd.DataFrame]:
@@ -218,7 +222,12 @@ class CsvExtractor:
             for file in self.files
             for batch in self._batches(file, options)
         )
+        self._rows = self._rows if window is None else None  # a window drops rows unseen
         yield from _frames(tables, self.source.chunk_size, window, columns)
+
+    def estimated_rows(self) -> int | None:
+        """The rows counted by the typing pass (without a window: it filters later)."""
+        return self._rows
 
     @staticmethod
     def _convert_options(columns: list[str], types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
@@ -324,6 +333,7 @@ class ParquetExtractor:
         self.source = source
         self.files = source_files(source.path, ".parquet")
         self._schema: pa.Schema | None = None
+        self._rows: int | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -347,7 +357,13 @@ class ParquetExtractor:
         _check_requested(wanted, self.columns())
         target = pa.schema([self.schema.field(name) for name in wanted])
         tables = (table for file in self.files for table in self._tables(file, target))
+        if window is None:  # a window drops rows the metadata cannot tell
+            self._rows = sum(self._read(file, pq.read_metadata).num_rows for file in self.files)
         yield from _frames(tables, self.source.chunk_size, window, columns)
+
+    def estimated_rows(self) -> int | None:
+        """The files' row counts from their footers, once `chunks` has started."""
+        return self._rows
 
     def _tables(self, file: Path, target: pa.Schema) -> Iterator[pa.Table]:
         parquet = self._read(file, _streamed)
