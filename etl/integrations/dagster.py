@@ -96,7 +96,7 @@ def materialise_store(file: Path, store: str, options: RunOptions) -> dg.Materia
 
 def report_metadata(report: RunReport) -> dict[str, int | float | str]:
     """The counts Dagster shows next to a materialisation."""
-    data = report.to_json()
+    data = report.to_dict()
     metadata = {key: data[key] for key in METADATA_FIELDS}
     metadata.update({f"rejected_{rule}": n for rule, n in sorted(data["rejected_by_rule"].items())})
     return metadata
