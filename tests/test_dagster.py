@@ -100,3 +100,38 @@ def test_a_partition_that_is_not_a_store_of_the_pipeline_fails(
         result = materialise(asset, instance, "another-store")
     assert not result.success
     assert server.stats(STORE)["count"] == 0
+
+
+def test_two_materialisations_of_one_partition_at_once_deliver_once(
+    tmp_path: Path, sandbox: Callable[..., SandboxProcess]
+) -> None:
+    """The SQLite state's run lock refuses the second (exit 3): one delivers, nothing twice."""
+    import threading
+
+    server = sandbox(rate_limit=10)  # 15 events: 1.5 s, so the two surely overlap
+    file = orders_project(tmp_path, "dag_race", server.base_url, server.token, ROWS,
+                          ".etl/state.db", rate_limit=10)
+    asset = pipeline_asset(file)
+    start = threading.Barrier(2, timeout=30)
+    results: list[dg.ExecuteInProcessResult] = []
+
+    def materialise_when_both_ready() -> None:
+        with dg.DagsterInstance.ephemeral() as instance:
+            start.wait()
+            results.append(materialise(asset, instance))
+
+    threads = [threading.Thread(target=materialise_when_both_ready) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(r.success for r in results) == [False, True]
+    [won] = [r for r in results if r.success]
+    [lost] = [r for r in results if not r.success]
+    assert metadata_of(won)["delivered"] == ROWS
+    [failure] = [e for e in lost.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE]
+    refusal = failure.step_failure_data.user_failure_data
+    assert refusal.description.startswith("another run of this pipeline holds the state")
+    assert refusal.metadata["exit_code"].value == 3
+    assert server.stats(STORE)["count"] == ROWS
+    assert set(server.stats(STORE)["receipts"].values()) == {1}  # nothing sent twice

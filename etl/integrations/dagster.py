@@ -87,9 +87,10 @@ def materialise_store(file: Path, store: str, options: RunOptions) -> dg.Materia
     try:
         report = run(pipeline, options)
     except AbortError as exc:
+        report = exc.report  # None when the run was refused before it began (state held)
         raise dg.Failure(
-            description=f"{exc}\n\n{summary_text(exc.report)}" if exc.report else str(exc),
-            metadata=report_metadata(exc.report) if exc.report else None,
+            description=f"{exc}\n\n{summary_text(report)}" if report else str(exc),
+            metadata=report_metadata(report) if report else {"exit_code": exc.exit_code},
         ) from None
     return dg.MaterializeResult(metadata=report_metadata(report))
 
