@@ -40,7 +40,13 @@ def limiter_for(destination: Destination, state_url: str | None = None) -> Limit
     """The limiter for one store: shared through Redis or PostgreSQL when configured."""
     key = budget_key(destination)
     if destination.rate_limit_url is not None:
-        from etl.load.budgets.redis_lua import RedisBudget
+        try:
+            from etl.load.budgets.redis_lua import RedisBudget
+        except ImportError:
+            raise BudgetUnavailable(
+                "destination.rate_limit_url needs the redis package: "
+                "pip install 'yotpo-events-etl[redis]'"
+            ) from None
 
         coordinator = RedisBudget(destination.rate_limit_url.get_secret_value(), key)
         return SharedLimiter(destination.rate_limit, coordinator)
