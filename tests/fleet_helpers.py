@@ -62,11 +62,12 @@ def etl_env(store: str = STORE) -> dict[str, str]:
     return {**env, "YOTPO_STORE_ID": store}
 
 
-def spawn_run(file: Path, *args: str, store: str = STORE) -> subprocess.Popen[str]:
-    """`etl run FILE ARGS` as a separate process, output captured."""
+def spawn_run(file: Path, *args: str, store: str = STORE,
+              stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+    """`etl run FILE ARGS` as a separate process, output captured (stderr: or to a file)."""
     return subprocess.Popen(
         [sys.executable, "-m", "etl", "run", str(file), *args], env=etl_env(store), cwd="/",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=stderr, text=True,
     )
 
 

@@ -154,22 +154,28 @@ def test_a_reservation_waits_for_postgresql_to_come_back_and_counts_it_as_paused
 
 def _down_then_up(tmp_path: Path, server: SandboxProcess, port: int, target: int,
                   destination: dict[str, str]) -> tuple[int, str, int]:
+    """Run with the coordinator down until the run says so, then bring it up (via a forwarder)."""
     file = orders_project(tmp_path, "fleet_down", server.base_url, server.token, 10, ".etl/s.db",
                           rate_limit=RATE, **destination)
-    process = spawn_run(file)
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = spawn_run(file, stderr=stderr)
     try:
-        time.sleep(4)  # start-up, then at least three refused reservations
-        alive = process.poll() is None
-        sent_while_down = len(server.stats(STORE)["request_times"]) if alive else -1
+        deadline = time.monotonic() + 60
+        while "unreachable" not in log.read_text() and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()[-800:]
+            time.sleep(0.1)
+        time.sleep(1.0)  # a few more refused reservations
+        sent_while_down = len(server.stats(STORE)["request_times"])
         forwarder = Forwarder(port, ("127.0.0.1", target))
         try:
-            _, stderr = process.communicate(timeout=60)
+            process.communicate(timeout=60)
         finally:
             forwarder.close()
     finally:
         if process.poll() is None:
             process.kill()
-    return process.returncode, stderr, sent_while_down
+    return process.returncode, log.read_text(), sent_while_down
 
 
 def test_a_coordinator_down_longer_than_the_patience_aborts_naming_it() -> None:
