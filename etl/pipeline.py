@@ -72,6 +72,11 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         for column, key in pipeline.column_keys().items()
         if column not in available
     ]
+    missing += [
+        (f"source.columns.{column}", f"declared column {column!r} is not in the source (it has: {has})")
+        for column in pipeline.source.columns
+        if column not in available
+    ]
     if missing:
         raise DefinitionError(pipeline.file, missing)
     return pipeline
@@ -135,7 +140,7 @@ class _Run:
         self.options = options
         self.mode = mode
         self.report = RunReport(pipeline=pipeline.name, mode=mode)
-        self.validator = Validator(pipeline.event)
+        self.validator = Validator(pipeline.event, pipeline.source.columns)
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
         self.cursor = cursor
         self.transformer = Transformer(pipeline.event, pipeline.destination.store_id, cursor)

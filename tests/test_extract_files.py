@@ -32,7 +32,7 @@ EXPECTED = pd.DataFrame(
         "shipped_at": pd.Series(
             ["2024-03-01T12:30:00Z", "2024-03-02T12:30:00+02:00", "2024-03-03"], dtype=object
         ),
-        "note": pd.Series(["NA", None, "hello"], dtype=object),
+        "note": pd.Series([None, None, "hello"], dtype=object),  # "NA" is a null marker
     }
 )
 ALL = list(EXPECTED.columns)
@@ -129,7 +129,8 @@ def test_bad_encoding_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as error:
         read(csv(tmp_path / "orders.csv"), ["order_id", "name"])
     assert str(error.value) == (
-        f"{tmp_path / 'orders.csv'} line 3: not valid UTF-8 (re-encode the file as UTF-8)"
+        f"{tmp_path / 'orders.csv'} line 3: not valid utf-8 "
+        "(set source.encoding, or re-encode the file)"
     )
 
 
