@@ -21,7 +21,7 @@ What fits, by declared type (text is trimmed first, except for `string`):
     date       YYYY-MM-DD text; dates; datetimes at midnight
     string     anything but nested values: numbers as their decimal text (floats as
                Python writes them, decimals exactly), booleans as true/false,
-               timestamps as UTC ISO 8601, dates as YYYY-MM-DD
+               timestamps as UTC ISO 8601, dates as YYYY-MM-DD, binary as UTF-8 text
 """
 
 from __future__ import annotations
@@ -39,12 +39,14 @@ import pyarrow.compute as pc
 
 _INTEGER = r"^[+-]?[0-9]+$"
 _FLOAT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+_DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _TRUE = frozenset({"true", "t", "yes", "1"})
 _FALSE = frozenset({"false", "f", "no", "0"})
 #: "a float", "an integer": how a reason names each type.
 ARTICLE = {"string": "a", "integer": "an", "float": "a", "boolean": "a", "timestamp": "a",
            "date": "a"}
 
+_INT64 = {pa.int64(): pd.Int64Dtype()}
 #: (the cast column, positions' mask of present values that do not fit)
 Cast = tuple[pd.Series, np.ndarray]
 
@@ -91,13 +93,14 @@ def _text_matching(text: pd.Series, pattern: str) -> pa.Array:
     """The text as an Arrow array, null where it does not match `pattern`."""
     array = pa.array(text, pa.string())
     fits = pc.fill_null(pc.match_substring_regex(array, pattern), False)
-    return pc.if_else(fits, pc.replace_substring_regex(array, r"^\+", ""), pa.scalar(None, pa.string()))
+    unsigned = pc.replace_substring_regex(array, r"^\+", "")
+    return pc.if_else(fits, unsigned, pa.scalar(None, pa.string()))
 
 
 def _text_to_integer(text: pd.Series, missing: np.ndarray, timezone: str) -> pd.Series:
     digits = _text_matching(text, _INTEGER)
     try:
-        result = pc.cast(digits, pa.int64()).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+        result = pc.cast(digits, pa.int64()).to_pandas(types_mapper=_INT64.get)
     except pa.ArrowInvalid:  # beyond int64: value by value
         result = pd.Series(pd.array([_int(v) for v in digits.to_pylist()], dtype="Int64"))
     floats = _text_to_float(text.where(result.isna().to_numpy(), None), missing, timezone)
@@ -133,7 +136,9 @@ def _text_to_timestamp(text: pd.Series, missing: np.ndarray, timezone: str) -> p
 
 
 def _text_to_date(text: pd.Series, missing: np.ndarray, timezone: str) -> pd.Series:
-    days = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
+    iso = pa.array(text, pa.string())
+    strict = pc.if_else(pc.fill_null(pc.match_substring_regex(iso, _DATE), False), iso, None)
+    days = pd.to_datetime(pd.Series(strict, dtype=object), format="%Y-%m-%d", errors="coerce")
     return _dates(days)
 
 
@@ -163,7 +168,7 @@ def _from_typed(values: pd.Series, kind: str, missing: np.ndarray, timezone: str
         return parse_timestamps(plain, timezone)
     if kind == "float" and _is_number(dtype):
         return plain.astype("float64")
-    if kind == "integer" and pd.api.types.is_integer_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype):
+    if kind == "integer" and _is_number(dtype) and pd.api.types.is_integer_dtype(dtype):
         return plain.astype("Int64")
     if kind == "integer" and pd.api.types.is_float_dtype(dtype):
         return _whole(plain)
@@ -269,6 +274,11 @@ def _value_to_string(value: Any) -> str | None:
         return utc.isoformat() + "Z"
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, bytes):  # a Parquet/SQL binary column of UTF-8 text
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
     return value if isinstance(value, str) else None
 
 

@@ -65,7 +65,8 @@ class RunOptions:
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """Parse a pipeline file and check that every mapped column exists in the source."""
     pipeline = parse_pipeline(path)
-    available = set(open_extractor(pipeline.source).columns())
+    extractor = open_extractor(pipeline.source)
+    available = set(extractor.columns())
     has = ", ".join(sorted(available))
     missing = [
         (key, f"column {column!r} is not in the source (it has: {has})")
@@ -73,13 +74,28 @@ def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
         if column not in available
     ]
     missing += [
-        (f"source.columns.{column}", f"declared column {column!r} is not in the source (it has: {has})")
+        (f"source.columns.{column}", f"column {column!r} is not in the source (it has: {has})")
         for column in pipeline.source.columns
         if column not in available
     ]
+    missing += _unsendable(pipeline, extractor, available)
     if missing:
         raise DefinitionError(pipeline.file, missing)
     return pipeline
+
+
+def _unsendable(pipeline: Pipeline, extractor: Any, available: set[str]) -> list[tuple[str, str]]:
+    """Mapped, undeclared columns of a type JSON cannot carry (Parquet binary, durations)."""
+    unsendable = getattr(extractor, "unsendable", None)
+    keys = pipeline.column_keys()
+    columns = [c for c in keys if c in available and c not in pipeline.source.columns]
+    if unsendable is None or not columns:
+        return []
+    return [
+        (keys[column], f"column {column!r} is of type {kind}, which no JSON value can carry "
+                       f"(map another column, or declare it in source.columns, e.g. string)")
+        for column, kind in unsendable(columns).items()
+    ]
 
 
 @dataclass

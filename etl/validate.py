@@ -33,6 +33,7 @@ Decisions where SPEC is silent:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -399,6 +400,10 @@ def _property_problem(value: Any) -> str | None:
         return "is a nested list or object"
     if isinstance(value, (float, Decimal)) and math.isinf(value):
         return "is not a finite number"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "is binary, which JSON cannot carry"
+    if isinstance(value, dt.timedelta):
+        return "is a duration, which JSON cannot carry"
     return None
 
 
@@ -549,6 +554,11 @@ class Validator:
                 if pd.api.types.infer_dtype(values, skipna=True) in _FLAT_KINDS:
                     continue
                 found = values.map(_property_problem, na_action="ignore")
+            elif pd.api.types.is_timedelta64_dtype(values.dtype):
+                found = pd.Series(
+                    np.where(values.notna(), "is a duration, which JSON cannot carry", None),
+                    index=values.index,
+                )
             elif pd.api.types.is_float_dtype(values.dtype):
                 infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
                 if not infinite.any():

@@ -84,8 +84,10 @@ def _column(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
         return values.cast(pa.int64()).to_pandas(types_mapper=mapper).set_axis(index)
     if pa.types.is_boolean(kind):
         return values.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get).set_axis(index)
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    if pa.types.is_floating(kind):
         return pd.Series(values.cast(pa.float64()).to_numpy(), index=index, dtype="float64")
+    if pa.types.is_decimal(kind):  # exact: decimal.Decimal objects, never rounded to a float
+        return pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
     return values.to_pandas().set_axis(index)
 
 
@@ -133,6 +135,8 @@ def _bound(value: Any, dtype: Any, values: pd.Series) -> Any:
     if pd.api.types.is_numeric_dtype(dtype):
         return float(value) if isinstance(value, (str, Decimal)) else value
     sample = values.iloc[0] if len(values) else None
+    if isinstance(sample, Decimal) and not isinstance(value, Decimal):
+        return Decimal(str(value))
     if isinstance(sample, date) and isinstance(value, str):
         return date.fromisoformat(value[:10])
     return value if not isinstance(sample, str) else str(value)
@@ -265,7 +269,8 @@ class CsvExtractor:
 
     def _header(self, file: Path) -> list[str]:
         with open(file, "rb") as handle:
-            reader = csv.reader(_lines(handle, self.source.encoding), delimiter=self.source.delimiter)
+            lines = _lines(handle, self.source.encoding)
+            reader = csv.reader(lines, delimiter=self.source.delimiter)
             try:
                 return next(reader, [])
             except _BadEncoding as bad:
@@ -380,6 +385,15 @@ class ParquetExtractor:
         """The unified schema's column names."""
         return list(self.schema.names)
 
+    def unsendable(self, columns: list[str]) -> dict[str, str]:
+        """Column -> its Parquet type, for the columns no JSON value can carry (binary,
+        durations, intervals): a definition error, before any row is read."""
+        fields = {field.name: field.type for field in self.schema}
+        return {
+            name: str(fields[name]) for name in columns
+            if name in fields and any(test(fields[name]) for test in _UNSENDABLE)
+        }
+
     def chunks(self, columns: list[str], window: Window | None) -> Iterator[pd.DataFrame]:
         """Frames of at most chunk_size rows of `columns`, typed by the unified schema."""
         wanted = _with_cursor(columns, window)
@@ -409,6 +423,12 @@ class ParquetExtractor:
             return opener(file)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"{file}: not a readable Parquet file: {exc}") from None
+
+
+_UNSENDABLE = (
+    pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary,
+    pa.types.is_binary_view, pa.types.is_duration, pa.types.is_interval,
+)
 
 
 def _streamed(file: Path) -> pq.ParquetFile:
