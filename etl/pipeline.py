@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 
+from etl.column_types import ColumnTypes, key_type_problem, type_changes
 from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError, DefinitionError, RunInterrupted
 from etl.events import Event, EventBatch, Outcome, Status
@@ -157,6 +158,7 @@ class _Run:
         self.mode = mode
         self.report = RunReport(pipeline=pipeline.name, mode=mode)
         self.validator = Validator(pipeline.event, pipeline.source.columns)
+        self.types = ColumnTypes(pipeline)
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
         self.cursor = cursor
         self.transformer = Transformer(pipeline.event, pipeline.destination.store_id, cursor)
@@ -211,6 +213,7 @@ class _Run:
 
     def _prepare(self, chunk: pd.DataFrame) -> _Prepared:
         split = self.validator.split(chunk)
+        self.types.observe(chunk, split.valid)
         validating = self.mode == "validate"
         batch = EventBatch.of([]) if validating else self.transformer.to_batch(split.valid)
         labels = list(split.valid.index) if len(batch) else []
@@ -317,15 +320,35 @@ class _Run:
             producer.cancel()
 
     async def _batches(self) -> AsyncIterator[EventBatch]:
-        """Failed events of earlier runs first, then the source's new or changed events."""
+        """Failed events of earlier runs first, then the source's new or changed events.
+
+        The first chunk is prepared before anything is sent: it tells the id key columns'
+        types, and a changed one stops the run (SPEC §6)."""
+        prepared = self._prepared_chunks()
+        first = await anext(prepared, None)
+        self._check_key_types()
         if self.state is not None and not self.options.full_refresh:
             failed = self.state.failed_events(self.pipeline.name)
             while batch := list(islice(failed, RETRY_BATCH)):
                 self.retry_ids.update(event.id for event in batch)
                 self.report.retried_from_last_run += len(batch)
                 yield EventBatch.of(batch)
-        async for prepared in self._prepared_chunks():
-            yield prepared.batch
+        if first is not None:
+            yield first.batch
+        async for item in prepared:
+            yield item.batch
+
+    def _check_key_types(self) -> None:
+        """Stop (exit 3) if an undeclared id key column changed type; a real run records them."""
+        if self.state is None:
+            return
+        name, hashed = self.pipeline.name, self.types.hashed
+        before = self.state.sent_types(name, "key")
+        problem = key_type_problem(before, hashed, self.pipeline.source.columns)
+        if problem:
+            raise AbortError(problem)
+        if self.mode == "run":
+            self.state.set_sent_types(name, "key", hashed)
 
     async def _events(self) -> AsyncIterator[Event]:
         """`_batches` one event at a time, as the loader's workers take them."""
@@ -425,9 +448,14 @@ class _Run:
             report.quarantine_file = str(self.quarantine.path)
         if self.output is not None:
             self.output.close()
+        report.columns = [column.to_json() for column in self.types.table()]
         if self.state is None:
             return
-        if self.mode == "run":
+        sent = self.types.property_types()
+        before = self.state.sent_types(self.pipeline.name, "property")
+        report.type_changes = type_changes(before, sent)
+        if self.mode == "run" and report.delivered:
+            self.state.set_sent_types(self.pipeline.name, "property", sent)
             report.watermark = self._advance_watermark(outcome)
             self.state.end_run(report.run_id or 0, exit_code, report.to_json())
         else:
