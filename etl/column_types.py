@@ -87,6 +87,8 @@ class ColumnTypes:
         self.declared = pipeline.source.columns
         self.columns = pipeline.mapped_columns()
         self.sent = _sent_columns(pipeline)
+        event = pipeline.event
+        self.keys = () if event.id.column else event.id_key_columns()
         self.read: dict[str, Counter[str]] = {c: Counter() for c in self.columns}
         self.json: dict[str, Counter[str]] = {c: Counter() for c in self.columns}
         self.hashed: dict[str, str] = {}  # id key column -> the type its values were hashed as
@@ -104,7 +106,7 @@ class ColumnTypes:
                 if sent is not None:
                     self.json[column][json_type(sent)] += 1
         if len(valid):
-            for column in self.pipeline.event.id_key_columns():
+            for column in self.keys:
                 kind = type_of(valid[column])
                 if kind is not None:
                     self.hashed.setdefault(column, kind)

@@ -152,38 +152,56 @@ def six_sources(
     types = {"order_id": sa.Integer, "customer_id": sa.String(20), "shipped_at": sa.String(40),
              "total": sa.Double, "qty": sa.Integer, "gift": sa.SmallInteger,
              "coupon": sa.String(20)}
-    query = f"SELECT * FROM {unique_table} ORDER BY order_id"
     sources: dict[str, dict[str, Any]] = {
         "csv": {"type": "csv", "path": "export.csv", "delimiter": ";"},
         "parquet": {"type": "parquet", "path": "orders.parquet"},
     }
-    servers = []
-    for name in ("sqlite", "duckdb", "postgres", "mariadb"):
+    sources.update(databases(tmp_path, request, unique_table, ("sqlite", "duckdb", "postgres",
+                                                                "mariadb"), TYPED_ROWS, types))
+    yield sources
+    drop(request, unique_table)
+
+
+def databases(folder: Path, request: pytest.FixtureRequest, table: str, names: tuple[str, ...],
+              rows: list[dict[str, Any]], types: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """`table` with `rows` in each named database; a source reading it back, for each."""
+    sources = {}
+    for name in names:
         if name in ("sqlite", "duckdb"):
-            engine = sa.create_engine(f"{name}:///{tmp_path / ('orders.' + name)}")
+            engine = sa.create_engine(f"{name}:///{folder / ('orders.' + name)}")
         else:
             engine = request.getfixturevalue(f"{name}_engine")
-            servers.append(engine)
-        typed_table(engine, unique_table, TYPED_ROWS, types)
+        typed_table(engine, table, rows, types)
         url = engine.url.render_as_string(hide_password=False)
+        query = f"SELECT * FROM {table} ORDER BY order_id"
         sources[name] = {"type": "sql", "url": url, "query": query}
         if name in ("sqlite", "duckdb"):
             engine.dispose()
-    yield sources
-    for engine in servers:
+    return sources
+
+
+def drop(request: pytest.FixtureRequest, table: str) -> None:
+    """Drop `table` from the servers the test used (the file databases go with tmp_path)."""
+    for name in ("postgres", "mariadb"):
+        engine = request.getfixturevalue(f"{name}_engine")
         with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP TABLE {unique_table}"))
+            connection.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
 
 def declared_events(folder: Path, source: dict[str, Any]) -> list[tuple[str, dict]]:
     """Ids and bodies with `source.columns` declared, keyed on every typed column."""
     spec = definition({**source, "columns": DECLARED}, ["order_id", "gift", "total", "qty"])
+    properties = {name: name for name in ("order_id", "total", "qty", "gift", "coupon")}
+    return [(i, orjson.loads(body)) for i, body in bodies(folder, spec, properties)]
+
+
+def bodies(
+    folder: Path, spec: dict[str, Any], properties: dict[str, str]
+) -> list[tuple[str, bytes]]:
+    """(id, body) of every valid row of `spec` (no cursor, customer by external_id)."""
     spec["source"].pop("incremental")
-    spec["event"]["properties"] = {
-        name: name for name in ("order_id", "total", "qty", "gift", "coupon")
-    }
-    spec["event"]["customer"] = {"external_id": "customer_id"}
-    file = folder / f"declared_{source['type']}_{len(list(folder.iterdir()))}.yaml"
+    spec["event"].update(properties=properties, customer={"external_id": "customer_id"})
+    file = folder / f"pipe_{len(list(folder.iterdir()))}.yaml"
     file.write_text(yaml.safe_dump(spec))
     pipeline = parse_pipeline(file)
     validator = Validator(pipeline.event, pipeline.source.columns)
@@ -192,7 +210,7 @@ def declared_events(folder: Path, source: dict[str, Any]) -> list[tuple[str, dic
     for chunk in open_extractor(pipeline.source).chunks(pipeline.mapped_columns(), None):
         split = validator.split(chunk)
         assert split.rejects.empty
-        out.extend((e.id, orjson.loads(e.body)) for e in transformer.to_events(split.valid))
+        out.extend((e.id, e.body) for e in transformer.to_events(split.valid))
     return out
 
 
@@ -237,44 +255,18 @@ def decimal_sources(
     pq.write_table(table, tmp_path / "orders.parquet")
     types = {"order_id": sa.Integer, "customer_id": sa.String(20), "shipped_at": sa.String(40),
              "amount": sa.Numeric(38, 2)}
-    sources: dict[str, dict[str, Any]] = {"parquet": {"type": "parquet", "path": "orders.parquet"}}
-    servers = []
-    for name in ("duckdb", "postgres", "mariadb"):
-        if name == "duckdb":
-            engine = sa.create_engine(f"duckdb:///{tmp_path / 'orders.duckdb'}")
-        else:
-            engine = request.getfixturevalue(f"{name}_engine")
-            servers.append(engine)
-        # as text, which the database parses exactly (DuckDB binds a Decimal as a double)
-        as_text = [{**row, "amount": None if row["amount"] is None else str(row["amount"])}
-                   for row in rows]
-        typed_table(engine, unique_table, as_text, types)
-        query = f"SELECT * FROM {unique_table} ORDER BY order_id"
-        sources[name] = {"type": "sql", "url": engine.url.render_as_string(hide_password=False),
-                         "query": query}
-        if name == "duckdb":
-            engine.dispose()
+    # as text, which the database parses exactly (DuckDB binds a Decimal as a double)
+    as_text = [{**row, "amount": None if row["amount"] is None else str(row["amount"])}
+               for row in rows]
+    sources = {"parquet": {"type": "parquet", "path": "orders.parquet"}}
+    sources.update(databases(tmp_path, request, unique_table, ("duckdb", "postgres", "mariadb"),
+                             as_text, types))
     yield sources
-    for engine in servers:
-        with engine.begin() as connection:
-            connection.execute(sa.text(f"DROP TABLE {unique_table}"))
+    drop(request, unique_table)
 
 
 def raw_events(folder: Path, source: dict[str, Any]) -> list[tuple[str, bytes]]:
-    spec = definition(source, ["order_id", "amount"])
-    spec["source"].pop("incremental")
-    spec["event"]["customer"] = {"external_id": "customer_id"}
-    spec["event"]["properties"] = {"amount": "amount"}
-    file = folder / f"decimal_{len(list(folder.iterdir()))}.yaml"
-    file.write_text(yaml.safe_dump(spec))
-    pipeline = parse_pipeline(file)
-    validator = Validator(pipeline.event)
-    transformer = Transformer(pipeline.event, pipeline.destination.store_id)
-    return [
-        (e.id, e.body)
-        for chunk in open_extractor(pipeline.source).chunks(pipeline.mapped_columns(), None)
-        for e in transformer.to_events(validator.split(chunk).valid)
-    ]
+    return bodies(folder, definition(source, ["order_id", "amount"]), {"amount": "amount"})
 
 
 def test_decimals_go_out_exact_and_hash_the_same_from_every_source(
