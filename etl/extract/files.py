@@ -206,8 +206,11 @@ class CsvExtractor:
 
     def column_types(self, columns: list[str]) -> dict[str, pa.DataType]:
         """The type of each requested column, decided from every non-null value of every
-        file; declared columns are text here (cast later, row by row, by `etl.declared`)."""
-        declared = self.source.columns
+        file; declared columns are text here (cast later, row by row, by `etl.declared`),
+        except the incremental cursor, which the window compares in its inferred type."""
+        declared = dict(self.source.columns)
+        if self.source.incremental is not None:
+            declared.pop(self.source.incremental.cursor, None)
         candidates = {name: {"bool", "int", "float"} for name in columns if name not in declared}
         types = {name: pa.string() for name in columns if name in declared}
         if not candidates:
