@@ -221,11 +221,11 @@ class _Run:
         if len(batch) and self.state is not None and not self.options.full_refresh:
             ids = batch.ids.to_pylist()
             known = self.state.known(self.pipeline.name, ids)
-            if known or self.retry_ids:
+            if known:
                 events = batch.events()  # objects only for a chunk that has a history
                 keep = [
                     i for i, event in enumerate(events)
-                    if event.id not in self.retry_ids and not _unchanged(known.get(event.id), event)
+                    if not _unchanged(known.get(event.id), event)
                 ]
                 kept = set(keep)
                 skipped_cursors = [event.cursor for i, event in enumerate(events) if i not in kept]
@@ -334,9 +334,29 @@ class _Run:
                 self.report.retried_from_last_run += len(batch)
                 yield EventBatch.of(batch)
         if first is not None:
-            yield first.batch
+            yield self._without_retried(first)
         async for item in prepared:
-            yield item.batch
+            yield self._without_retried(item)
+
+    def _without_retried(self, prepared: _Prepared) -> EventBatch:
+        """A chunk's events less those this run already resent from the failed list.
+
+        Chunks are prepared ahead, before (or while) the failed events are read back, so
+        the retried ids are taken out here, counted as skipped like unchanged events."""
+        batch = prepared.batch
+        if not self.retry_ids or not len(batch):
+            return batch
+        ids = batch.ids.to_pylist()
+        cursors = batch.cursors if batch.cursors is not None else [None] * len(ids)
+        keep = []
+        for row, (event_id, cursor) in enumerate(zip(ids, cursors, strict=True)):
+            if event_id not in self.retry_ids:
+                keep.append(row)
+                continue
+            self.origins.pop(event_id, None)
+            self.watermark.done(cursor)
+        self.report.skipped_unchanged += len(ids) - len(keep)
+        return batch if len(keep) == len(ids) else batch.take(keep)
 
     def _check_key_types(self) -> None:
         """Stop (exit 3) if an undeclared id key column changed type; a real run records them."""
