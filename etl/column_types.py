@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from etl.declared import ARTICLE
@@ -87,29 +88,42 @@ class ColumnTypes:
         self.declared = pipeline.source.columns
         self.columns = pipeline.mapped_columns()
         self.sent = _sent_columns(pipeline)
+        self.normalised = self.sent - set(_property_columns(pipeline).values())
+        self.normalised |= set(pipeline.event.customer.identifier_columns().values())
         event = pipeline.event
         self.keys = () if event.id.column else event.id_key_columns()
         self.read: dict[str, Counter[str]] = {c: Counter() for c in self.columns}
         self.json: dict[str, Counter[str]] = {c: Counter() for c in self.columns}
         self.hashed: dict[str, str] = {}  # id key column -> the type its values were hashed as
         self.nulls: Counter[str] = Counter()
+        # A file source holds one Arrow type per column for the whole run, so a column's
+        # type, once seen, is settled; an SQL object column may mix types chunk by chunk.
+        self.files = pipeline.source.type != "sql"
+        self.settled: dict[str, str] = {}
 
     def observe(self, chunk: pd.DataFrame, valid: pd.DataFrame) -> None:
-        """Count one chunk: `chunk` as extracted, `valid` its cast and normalised valid rows."""
+        """Count one chunk: `chunk` as extracted, `valid` its cast and normalised valid rows.
+
+        Each column's values are inspected once: a column the validator does not rewrite
+        (a property) is sent as it was read; only the normalised ones (identifiers,
+        occurred_at, ...) are looked at again in `valid`."""
         for column in self.columns:
-            self.nulls[column] += int(chunk[column].isna().sum())
-            read = self.declared.get(column) or type_of(chunk[column])
+            nulls, inferred = _nulls_and_type(chunk[column], self.settled.get(column))
+            if self.files and inferred is not None:
+                self.settled[column] = inferred
+            self.nulls[column] += nulls
+            read = self.declared.get(column) or inferred
             if read is not None:
                 self.read[column][read] += 1
-            if column in self.sent and len(valid):
-                sent = type_of(valid[column])
-                if sent is not None:
-                    self.json[column][json_type(sent)] += 1
-        if len(valid):
-            for column in self.keys:
-                kind = type_of(valid[column])
-                if kind is not None:
-                    self.hashed.setdefault(column, kind)
+            if not len(valid) or (column not in self.sent and column not in self.keys):
+                continue
+            kind = type_of(valid[column]) if column in self.normalised else read
+            if kind is None:
+                continue
+            if column in self.sent:
+                self.json[column][json_type(kind)] += 1
+            if column in self.keys:
+                self.hashed.setdefault(column, kind)
 
     def table(self) -> list[ColumnReport]:
         """The type table, in mapping order."""
@@ -127,13 +141,29 @@ class ColumnTypes:
 
     def property_types(self) -> dict[str, str]:
         """Property name (customer properties as `customer.<name>`) -> the JSON type sent."""
-        event = self.pipeline.event
-        names = {
-            **{f"customer.{n}": c for n, c in event.customer.properties.items()},
-            **event.properties,
-        }
+        names = _property_columns(self.pipeline)
         return {name: _joined(self.json[column]) for name, column in names.items()
                 if self.json[column]}
+
+
+def _nulls_and_type(values: pd.Series, settled: str | None) -> tuple[int, str | None]:
+    """(null count, type_of) of an extracted column (`settled`: its type, when known).
+
+    Text columns hold None for null (see `etl.extract`), which one comparison counts;
+    other object columns are counted by pandas (NaN, NA, NaT)."""
+    if values.dtype != object:
+        return int(values.isna().sum()), settled or type_of(values)
+    inferred = settled or type_of(values)
+    array = values.to_numpy()
+    missing = np.equal(array, None) if inferred == "string" else pd.isna(array)
+    return int(np.count_nonzero(missing)), inferred
+
+
+def _property_columns(pipeline: Pipeline) -> dict[str, str]:
+    """Property name (customer properties as `customer.<name>`) -> its column."""
+    event = pipeline.event
+    return {**{f"customer.{n}": c for n, c in event.customer.properties.items()},
+            **event.properties}
 
 
 def _joined(kinds: Counter[str]) -> str:

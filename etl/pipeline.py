@@ -334,7 +334,8 @@ class _Run:
                 self.report.retried_from_last_run += len(batch)
                 yield EventBatch.of(batch)
         if first is not None:
-            yield self._without_retried(first)
+            batch, first = self._without_retried(first), None  # held no longer than any chunk
+            yield batch
         async for item in prepared:
             yield self._without_retried(item)
 
