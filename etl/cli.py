@@ -11,6 +11,7 @@ import gc
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -20,36 +21,121 @@ from rich.console import Console
 from rich.table import Table
 
 from etl.definition import parse_pipeline
-from etl.errors import DefinitionError, EtlError
+from etl.errors import DefinitionError, EtlError, RunInterrupted
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import print_summary
 from etl.sandbox.command import sandbox_command
 
 PIPELINE = click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
+PIPELINES = click.argument("pipeline_files", metavar="PIPELINE.yaml...", nargs=-1, required=True,
+                           type=click.Path(dir_okay=False))
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,  # -v after the subcommand comes after the group's set-up
+    )
+    # One line per request would drown the progress lines of a million-event run.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+def _verbose(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        _configure_logging(True)
+
+
+VERBOSE = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_verbose,
+                       help="Log debug details (never tokens or unmasked PII).")
+
+
+def _outcome(command: Callable[[], int]) -> int:
+    """Run one command; our errors become one-line messages and SPEC §2 exit codes."""
+    try:
+        return command()
+    except DefinitionError as exc:
+        for line in str(exc).splitlines():
+            click.echo(f"error: {line}", err=True)
+        return exc.exit_code
+    except EtlError as exc:
+        if exc.report is not None:
+            print_summary(exc.report)
+        click.echo(f"error: {exc}", err=True)
+        return exc.exit_code
 
 
 def _exits_cleanly(command: Callable[..., int]) -> Callable[..., None]:
-    """Turn our errors into one-line messages and SPEC §2 exit codes, never a traceback."""
+    """Exit with the command's SPEC §2 code, never a traceback."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            code = command(*args, **kwargs)
-        except DefinitionError as exc:
-            for line in str(exc).splitlines():
-                click.echo(f"error: {line}", err=True)
-            sys.exit(exc.exit_code)
-        except EtlError as exc:
-            if exc.report is not None:
-                print_summary(exc.report)
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        sys.exit(code)
+        sys.exit(_outcome(lambda: command(*args, **kwargs)))
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _each_file(command: Callable[..., int]) -> Callable[..., None]:
+    """Run the command for every PIPELINE.yaml given; exit with the worst code."""
+
+    @wraps(command)
+    def wrapper(pipeline_files: tuple[str, ...], **kwargs: Any) -> None:
+        worst = 0
+        for file in pipeline_files:
+            code = _outcome(lambda file=file: command(file, **kwargs))
+            worst = max(worst, code)
+            if code == RunInterrupted.exit_code:
+                break  # the user asked to stop: the remaining files wait for the next run
+        sys.exit(worst)
+
+    return wrapper
+
+
+def _timestamp_or_number(
+    _ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """--since/--until: an ISO 8601 date or timestamp, or a number; else a usage error."""
+    if value is None:
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        pass
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is neither an ISO 8601 timestamp (2024-03-01 or 2024-03-01T12:30:00Z) "
+            "nor a number", param=param) from None
+    return value
+
+
+class _Group(click.Group):
+    """The `etl` group: an error nobody planned for is one line and exit 3, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("error: interrupted", err=True)
+            ctx.exit(RunInterrupted.exit_code)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence, by design
+            from etl import crash
+
+            try:
+                line = crash.describe(exc)
+            except Exception:  # noqa: BLE001 - even the report failed: still one line
+                line = f"internal error ({type(exc).__name__})"
+            click.echo(f"error: {line}", err=True)
+            ctx.exit(crash.EXIT_CODE)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="yotpo-events-etl", prog_name="etl")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details (never tokens or unmasked PII).")
 def main(verbose: bool) -> None:
     """Backfill and sync historical customer events into Yotpo.
@@ -61,34 +147,42 @@ def main(verbose: bool) -> None:
       etl run pipelines/orders_shipped.yaml --report-json report.json
       etl status pipelines/orders_shipped.yaml
       etl sandbox --port 8787
+      etl init sample_data/orders_shipped.csv
     """
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # One line per request would drown the progress lines of a million-event run.
-    logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    _configure_logging(verbose)
     # What the imports made lives as long as the process: out of the collector's sight,
     # its full passes (during the run, and several at exit) stop walking 130,000 objects.
     gc.freeze()
 
 
-@main.command("run")
-@PIPELINE
+_RUN_EPILOG = """\b
+Exit codes: 0 every valid row delivered; 1 completed, some rows rejected or failed;
+2 usage or definition error; 3 aborted (token refused, source or API unreachable,
+full disk); 130 interrupted (state committed). With several files: the worst.
+\b
+Written beside the pipeline file: state in .etl/state.db (or the `state:` key),
+rejected rows in .etl/rejects/<pipeline>/<run id>.csv."""
+
+
+@main.command("run", epilog=_RUN_EPILOG)
+@PIPELINES
+@VERBOSE
 @click.option("--dry-run", is_flag=True, help="Do everything but HTTP; nothing is written to state.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="With --dry-run: write the bodies that would be sent, one JSON per line.")
 @click.option("--limit", type=click.IntRange(min=1), help="Read at most N source rows.")
-@click.option("--since", help="Incremental: only rows whose cursor is greater than this (overrides the watermark).")
-@click.option("--until", help="Incremental: only rows whose cursor is at most this.")
+@click.option("--since", callback=_timestamp_or_number, metavar="TIMESTAMP|NUMBER",
+              help="Incremental: only rows whose cursor is greater than this (overrides the "
+                   "watermark). ISO 8601 (2024-03-01, 2024-03-01T12:30:00Z) or a number.")
+@click.option("--until", callback=_timestamp_or_number, metavar="TIMESTAMP|NUMBER",
+              help="Incremental: only rows whose cursor is at most this; same format as --since.")
 @click.option("--full-refresh", is_flag=True, help="Ignore state: resend every event.")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run summary as JSON to this path.")
-@_exits_cleanly
+@_each_file
 def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: int | None,
                 since: str | None, until: str | None, full_refresh: bool, report_json: Path | None) -> int:
-    """Extract, validate, transform and load a pipeline.
+    """Extract, validate, transform and load one or more pipelines.
 
     Resumable: rerun after any stop and it continues; unchanged events are skipped.
 
@@ -98,6 +192,8 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
     """
     if output is not None and not dry_run:
         raise click.UsageError("--output goes with --dry-run")
+    if len(click.get_current_context().params["pipeline_files"]) > 1 and (output or report_json):
+        raise click.UsageError("--output and --report-json take one PIPELINE.yaml at a time")
     pipeline = load_pipeline(pipeline_file)
     options = RunOptions(dry_run=dry_run, output=output, limit=limit, since=since, until=until,
                          full_refresh=full_refresh)
@@ -114,14 +210,16 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
 
 
 @main.command("validate")
-@PIPELINE
-@_exits_cleanly
+@PIPELINES
+@VERBOSE
+@_each_file
 def validate_command(pipeline_file: str) -> int:
     """Check every row against the API's rules; write rejects to the quarantine file.
 
     Prints every mapped column's type as read (declared or inferred), the JSON type it is
-    sent as and its null count, then the rejects by rule.
-    Exits 0 when every row is valid, 1 when some were rejected.
+    sent as and its null count, then the rejects by rule. Needs no destination
+    credentials. Exits 0 when every row is valid, 1 when some were rejected, 2 for a
+    definition error (with several files: the worst).
 
     \b
     Example:
@@ -148,6 +246,7 @@ def validate_command(pipeline_file: str) -> int:
 
 @main.command("status")
 @PIPELINE
+@VERBOSE
 @_exits_cleanly
 def status_command(pipeline_file: str) -> int:
     """Show what the state store knows: runs, totals per status, watermark, last errors.
@@ -193,6 +292,41 @@ def _pending(summary: dict[str, Any]) -> int | str:
     done = sum(summary.get(k, 0) for k in ("skipped_unchanged", "delivered", "failed"))
     done += summary.get("rejected_by_rule", {}).get("api", 0)
     return max(summary.get("valid", 0) + summary.get("retried_from_last_run", 0) - done, 0)
+
+
+@main.command("init")
+@click.argument("source", metavar="SOURCE")
+@click.option("--table", help="SQL source: the table to read.")
+@click.option("--query", help="SQL source: the query to read (instead of --table).")
+@click.option("--name", help="The pipeline's name [default: from the file or table].")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the pipeline [default: NAME.yaml here].")
+@click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
+@VERBOSE
+@_exits_cleanly
+def init_command(source: str, table: str | None, query: str | None, name: str | None,
+                 output: Path | None, force: bool) -> int:
+    """Write a starter pipeline for a CSV/Parquet path or a SQL URL (with --table or --query).
+
+    Every column is listed, the mapping is guessed from names and types, each guess
+    commented. Check the guesses, then `etl validate` the file.
+
+    \b
+    Examples:
+      etl init sample_data/orders_shipped.csv --output pipelines/my_orders.yaml
+      etl init postgresql://localhost/shop --table orders
+    """
+    from etl.scaffold import scaffold
+
+    target = output or Path(f"{name or 'pipeline'}.yaml")
+    if target.exists() and not force:
+        raise click.UsageError(f"{target} exists; give --force to overwrite it")
+    text = scaffold(source, target, table=table, query=query, name=name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {target}; check the guesses (comments), then: etl validate {target}",
+               err=True)
+    return 0
 
 
 main.add_command(sandbox_command, "sandbox")

@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,10 +27,11 @@ from pydantic import (
     model_validator,
 )
 
-from etl import wire
+from etl import checks, redact, wire
 from etl.errors import DefinitionError
+from etl.variables import Substitution, environment
+from etl.yaml_file import YamlFileError, read_yaml
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 PROPERTY_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 #: The state store when a definition names none: a SQLite file beside the pipeline file.
 DEFAULT_STATE = ".etl/state.db"
@@ -199,9 +199,13 @@ class EventSpec(_Frozen):
 
 
 class Destination(_Frozen):
-    """The API endpoint and how hard to drive it (SPEC §7)."""
+    """The API endpoint and how hard to drive it (SPEC §7).
 
-    store_id: str = Field(min_length=1)
+    `store_id` and the credentials may be absent: only the commands that use them
+    require them (`Pipeline.require`), so `etl validate` runs without secrets.
+    """
+
+    store_id: str | None = None
     token: SecretStr | None = None
     secret: SecretStr | None = None
     base_url: str = "https://api.yotpo.com"
@@ -211,16 +215,51 @@ class Destination(_Frozen):
     timeout: Annotated[float, Field(gt=0)] = 30.0
     max_retries: Annotated[int, Field(ge=0)] = 8
 
-    @model_validator(mode="after")
-    def _credentials(self) -> Destination:
-        if self.token is None and self.secret is None:
-            raise ValueError("destination: give token or secret")
-        return self
+    @field_validator("token", "secret")
+    @classmethod
+    def _safe_credential(cls, value: SecretStr | None) -> SecretStr | None:
+        return _checked(value, checks.credential_problem)
+
+    @field_validator("store_id")
+    @classmethod
+    def _one_segment(cls, value: str | None) -> str | None:
+        return _checked(value, checks.store_id_problem)
+
+    @field_validator("path")
+    @classmethod
+    def _known_path(cls, value: str) -> str:
+        return _checked(value, checks.path_problem)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _checked(value, checks.base_url_problem)
 
     @property
     def events_url(self) -> str:
         """The full URL events are posted to."""
         return self.base_url.rstrip("/") + self.path.format(store_id=self.store_id)
+
+
+def _checked(value: Any, problem_of: Any) -> Any:
+    """Run a `checks` function on a (possibly secret) value; raise its problem, if any."""
+    if value is None:
+        return value
+    problem = problem_of(value.get_secret_value() if isinstance(value, SecretStr) else value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+#: What each command needs of the destination (SPEC §3): ids hash the store id.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "validate": (),
+    "status": (),
+    "dry-run": ("store_id",),
+    "run": ("store_id", "credentials"),
+}
+#: Keys whose missing `${VAR}` waits until a command needs the value.
+_DEFERRABLE = ("destination.store_id", "destination.token", "destination.secret")
 
 
 class Pipeline(_Frozen):
@@ -232,6 +271,23 @@ class Pipeline(_Frozen):
     destination: Destination
     state: str = DEFAULT_STATE
     file: Path = Field(exclude=True)
+    #: dotted key -> why its value is missing, for values only some commands need.
+    deferred: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    def require(self, command: str) -> None:
+        """Raise DefinitionError if `command` (run, dry-run, validate, status) lacks a value."""
+        problems: list[tuple[str, str]] = []
+        destination = self.destination
+        needs = _NEEDS.get(command, _NEEDS["run"])
+        if "store_id" in needs and destination.store_id is None:
+            key = "destination.store_id"
+            problems.append((key, self.deferred.get(key, f"required for {command}")))
+        if "credentials" in needs and destination.token is None and destination.secret is None:
+            deferred = [(k, v) for k, v in self.deferred.items() if k != "destination.store_id"]
+            missing = ("destination", f"give token or secret (required for {command})")
+            problems += deferred or [missing]
+        if problems:
+            raise DefinitionError(self.file, problems)
 
     @property
     def folder(self) -> Path:
@@ -278,25 +334,6 @@ class Pipeline(_Frozen):
         return keys
 
 
-def substitute_variables(node: Any, key: str, problems: list[tuple[str, str]]) -> Any:
-    """Replace `${VAR}` from the environment throughout a parsed YAML tree."""
-    if isinstance(node, dict):
-        return {k: substitute_variables(v, f"{key}.{k}" if key else str(k), problems) for k, v in node.items()}
-    if isinstance(node, list):
-        return [substitute_variables(v, f"{key}[{i}]", problems) for i, v in enumerate(node)]
-    if not isinstance(node, str):
-        return node
-
-    def replace(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            problems.append((key, f"environment variable {name} is not set"))
-            return ""
-        return os.environ[name]
-
-    return _VARIABLE.sub(replace, node)
-
-
 def _resolve_paths(raw: dict[str, Any], folder: Path, problems: list[tuple[str, str]]) -> None:
     """Make source, query and state paths absolute, relative to the pipeline's folder."""
     source = raw.get("source")
@@ -316,7 +353,7 @@ def _resolve_paths(raw: dict[str, Any], folder: Path, problems: list[tuple[str, 
             if not query_file.is_file():
                 problems.append(("source.query", f"query file {query_file} does not exist"))
             else:
-                source["query"] = query_file.read_text(encoding="utf-8")
+                source["query"] = _read_query(query_file, problems)
     state = raw.setdefault("state", DEFAULT_STATE)
     if isinstance(state, str) and "://" not in state and not os.path.isabs(state):
         raw["state"] = str(folder / state)
@@ -339,6 +376,15 @@ def _resolve_file_url(url: str, folder: Path, problems: list[tuple[str, str]]) -
     if not path.is_file():
         problems.append(("source.url", f"no database file at {path}"))
     return f"{match['scheme']}{path}{match['args'] or ''}"
+
+
+def _read_query(file: Path, problems: list[tuple[str, str]]) -> str:
+    try:
+        return file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        problems.append(("source.query", f"cannot read {file}: {reason}"))
+        return ""
 
 
 def _glob_or_path_exists(path: str) -> bool:
@@ -369,26 +415,47 @@ def parse_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     if not file.is_file():
         raise DefinitionError(file, [("(file)", "pipeline file does not exist")])
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(file)"
-        raise DefinitionError(file, [(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        raw = read_yaml(file)
+    except YamlFileError as exc:
+        raise DefinitionError(file, [(exc.where, exc.problem)]) from None
     if not isinstance(raw, dict):
         raise DefinitionError(file, [("(top level)", "expected a mapping of keys")])
 
-    problems: list[tuple[str, str]] = []
-    raw = substitute_variables(raw, "", problems)
+    substitution = Substitution(environment(file.parent))
+    raw = substitution.apply(raw)
+    deferred = _defer(raw, substitution.missing)
+    problems = list(substitution.missing.items())
     _resolve_paths(raw, file.parent, problems)
     try:
-        pipeline = Pipeline.model_validate({**raw, "file": file})
+        pipeline = Pipeline.model_validate({**raw, "file": file, "deferred": deferred})
     except ValidationError as exc:
-        problems.extend(_dedupe(_describe(error) for error in exc.errors()))
+        described = (_describe(error) for error in exc.errors())
+        # A key whose variable is missing already has its one line; pydantic's would repeat it.
+        problems.extend(item for item in _dedupe(described)
+                        if not any(_within(missing, item[0]) for missing in substitution.missing))
         pipeline = None
     if problems:
         raise DefinitionError(file, problems)
     assert pipeline is not None
+    for value in (pipeline.destination.token, pipeline.destination.secret, pipeline.source.url):
+        if value is not None:  # so that even a crash report cannot show them
+            redact.register_secret(value.get_secret_value())
     return pipeline
+
+
+def _defer(raw: dict[str, Any], missing: dict[str, str]) -> dict[str, str]:
+    """Take the missing destination values out of `raw` and `missing`, for `require`."""
+    destination = raw.get("destination")
+    deferred = {key: missing.pop(key) for key in _DEFERRABLE if key in missing}
+    if isinstance(destination, dict):
+        for key in deferred:
+            destination.pop(key.rsplit(".", 1)[1], None)
+    return deferred
+
+
+def _within(key: str, ancestor: str) -> bool:
+    """True when `key` is `ancestor` or lies under it (`source.url` within `source`)."""
+    return key == ancestor or key.startswith(f"{ancestor}.") or key.startswith(f"{ancestor}[")
 
 
 def _dedupe(items: Any) -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ the next event, which is what makes a `kill -9` cost at most the requests in fli
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import time
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # imported where used: a dry run without state needs neither 
 
     from etl.state import StateStore
 
+log = logging.getLogger("etl")
 #: Reject examples kept per rule for `etl validate`.
 EXAMPLES_PER_RULE = 3
 #: Failed events of earlier runs are read back from state this many at a time.
@@ -153,6 +155,7 @@ class _Run:
     """The state of one run; `execute` is the whole of it."""
 
     def __init__(self, pipeline: Pipeline, options: RunOptions, mode: str) -> None:
+        pipeline.require(mode)  # a validate needs no credentials, a dry run only the store id
         self.pipeline = pipeline
         self.options = options
         self.mode = mode
@@ -161,7 +164,7 @@ class _Run:
         self.types = ColumnTypes(pipeline)
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
         self.cursor = cursor
-        self.transformer = Transformer(pipeline.event, pipeline.destination.store_id, cursor)
+        self.transformer = Transformer(pipeline.event, pipeline.destination.store_id or "", cursor)
         self.state = self._open_state()
         self.watermark = _Watermark()
         self.examples: dict[str, list[str]] = {}
@@ -470,6 +473,7 @@ class _Run:
         if self.output is not None:
             self.output.close()
         report.columns = [column.to_json() for column in self.types.table()]
+        log.info("%s", report.end_line())
         if self.state is None:
             return
         sent = self.types.property_types()
@@ -477,8 +481,9 @@ class _Run:
         report.type_changes = type_changes(before, sent)
         if self.mode == "run" and report.delivered:
             self.state.set_sent_types(self.pipeline.name, "property", sent)
+        if self.mode == "run":
             report.watermark = self._advance_watermark(outcome)
-            self.state.end_run(report.run_id or 0, exit_code, report.to_json())
+            self.state.end_run(report.run_id or 0, exit_code, report.to_dict())
         else:
             report.watermark = self.state.watermark(self.pipeline.name)
         self.state.close()

@@ -6,9 +6,16 @@ everything printed or logged goes through here first.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from etl import wire
+
+#: Credential values seen while parsing definitions, scrubbed from crash reports.
+_SECRETS: set[str] = set()
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_PHONE = re.compile(r"\+\d{7,15}\b|\(\d{3}\) ?\d{3}-\d{4}")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
 
 
 def mask_email(value: str) -> str:
@@ -38,3 +45,18 @@ def mask_body(body: dict[str, Any]) -> dict[str, Any]:
         if isinstance(customer.get(field), str):
             customer[field] = mask(customer[field])
     return {**body, wire.CUSTOMER: customer}
+
+
+def register_secret(value: str) -> None:
+    """Remember a credential so that `mask_free_text` removes it wherever it shows up."""
+    if len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def mask_free_text(text: str) -> str:
+    """Text of unknown content (a traceback): secrets, URL passwords, emails, phones masked."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    text = _EMAIL.sub(lambda match: mask_email(match.group()), text)
+    return _PHONE.sub(lambda match: mask_phone(match.group()), text)

@@ -60,16 +60,27 @@ class RunReport:
         self.rejected += count
         self.rejected_by_rule[rule] += count
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; datetimes and other values become strings."""
         data = asdict(self)
         data["rejected_by_rule"] = dict(self.rejected_by_rule)
         return json.loads(json.dumps(data, default=str))
 
+    def to_json(self) -> str:
+        """The report as a JSON document (what `--report-json` writes)."""
+        return json.dumps(self.to_dict(), indent=2)
+
     def write_json(self, path: Path) -> None:
         """Write the report for orchestrators (`--report-json`)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n", encoding="utf-8")
+        path.write_text(self.to_json() + "\n", encoding="utf-8")
+
+    def end_line(self) -> str:
+        """The one INFO line that closes a run, for a host application's log."""
+        return (f"{self.pipeline}: {self.mode} {self.outcome} (exit {self.exit_code}): "
+                f"extracted {self.extracted:,}, valid {self.valid:,}, rejected {self.rejected:,}, "
+                f"skipped {self.skipped_unchanged:,}, delivered {self.delivered:,}, "
+                f"failed {self.failed:,} in {self.duration_s:,.1f}s")
 
 
 def print_summary(report: RunReport, stream: TextIO | None = None) -> None:

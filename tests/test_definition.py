@@ -49,7 +49,7 @@ def write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
 def problems(file: Path) -> list[tuple[str, str]]:
     with pytest.raises(DefinitionError) as caught:
-        load_pipeline(file)
+        load_pipeline(file).require("run")
     assert str(caught.value).startswith(str(file))
     return caught.value.problems
 
@@ -80,7 +80,7 @@ def test_the_token_never_shows_in_the_model_repr(write) -> None:
                      ("source.chunk_size", "Input should be a valid integer, unable to parse string as an integer"),
                      id="wrong-type"),
         pytest.param(lambda d: d["destination"].update(token="${NOT_SET_ANYWHERE}"),
-                     ("destination.token", "environment variable NOT_SET_ANYWHERE is not set"), id="missing-variable"),
+                     ("destination.token", "environment variable NOT_SET_ANYWHERE is not set (nor in a .env file)"), id="missing-variable"),
         pytest.param(lambda d: d["event"]["properties"].update({"order total": "order_total"}),
                      ("event.properties", "property name 'order total' must match [A-Za-z0-9_]+ (use underscores, not spaces)"),
                      id="property-name-with-space"),
@@ -99,7 +99,7 @@ def test_the_token_never_shows_in_the_model_repr(write) -> None:
         pytest.param(lambda d: d["event"].update(timezone="Mars/Olympus"),
                      ("event.timezone", "unknown time zone 'Mars/Olympus'"), id="unknown-timezone"),
         pytest.param(lambda d: d["destination"].pop("token"),
-                     ("destination", "give token or secret"), id="no-credentials"),
+                     ("destination", "give token or secret (required for run)"), id="no-credentials"),
         pytest.param(lambda d: d.pop("event"), ("event", "required key is missing"), id="missing-section"),
         pytest.param(lambda d: d["source"].update(columns={"coupon": "string"}),
                      ("source.columns.coupon", "column 'coupon' is not in the source (it has: customer_id, email, order_id, order_total, shipped_at)"),

@@ -3,6 +3,7 @@ column that changes type stops the run before anything is sent. Real CLI, real s
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ def test_a_key_column_turning_to_text_stops_before_sending_and_a_declaration_kee
     assert report["rejected_by_rule"] == {"type": 1}
     assert {event["id"] for event in server.events(STORE)} == ids  # the old ids, unchanged
     assert server.stats(STORE)["count"] == 50
+    with sqlite3.connect(tmp_path / ".etl" / "state.db") as state:  # every run was closed
+        runs = state.execute("SELECT exit_code FROM etl_runs ORDER BY id").fetchall()
+    assert runs == [(0,), (3,), (1,)]
 
 
 def test_a_property_sent_with_another_json_type_is_listed_once(tmp_path: Path, sandbox) -> None:

@@ -8,7 +8,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from etl.load.limiter import Limiter
 from etl.load.loader import Loader, LoadStats
 
 __all__ = ["LoadStats", "Limiter", "Loader"]
+
+# httpx logs every request at INFO: a backfill would flood a host application's log
+# (orchestrators log at INFO). Quieted here, in the library, unless the host set a level.
+if logging.getLogger("httpx").level == logging.NOTSET:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
