@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench sample-data clean
+.PHONY: demo test bench sample-data chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ bench: $(STAMP)
 
 sample-data: $(STAMP)
 	$(BIN)/python sample_data/generate.py
+
+# The browser the report test renders in (tests/test_html_report.py; skipped locally
+# without it, a failure under CI=true). Debian's package; needs root.
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 clean:
 	rm -rf $(VENV) .etl pipelines/.etl

@@ -19,6 +19,7 @@ ALL = [
     "load_throughput",
     "load_faults",
     "load_saturation",
+    "report_size",
 ]
 
 

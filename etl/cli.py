@@ -22,22 +22,21 @@ from rich.table import Table
 
 from etl.definition import parse_pipeline
 from etl.errors import DefinitionError, EtlError, RunInterrupted
+from etl.logs import LOG_FORMATS, json_logs
+from etl.logs import configure as configure_logs
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
-from etl.report import print_summary
+from etl.report import RunReport, print_summary
 from etl.sandbox.command import sandbox_command
+from etl.watch import running_line
 
 PIPELINE = click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
 PIPELINES = click.argument("pipeline_files", metavar="PIPELINE.yaml...", nargs=-1, required=True,
                            type=click.Path(dir_okay=False))
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,  # -v after the subcommand comes after the group's set-up
-    )
+def _configure_logging(verbose: bool, log_format: str | None = None) -> None:
+    # -v after the subcommand comes after the group's set-up: it keeps the group's format.
+    configure_logs(log_format or ("json" if json_logs() else "text"), verbose=verbose)
     # One line per request would drown the progress lines of a million-event run.
     logging.getLogger("httpx").setLevel(logging.DEBUG if verbose else logging.WARNING)
 
@@ -57,13 +56,30 @@ def _outcome(command: Callable[[], int]) -> int:
         return command()
     except DefinitionError as exc:
         for line in str(exc).splitlines():
-            click.echo(f"error: {line}", err=True)
+            _error(line)
         return exc.exit_code
     except EtlError as exc:
         if exc.report is not None:
-            print_summary(exc.report)
-        click.echo(f"error: {exc}", err=True)
+            _summary(exc.report)
+        _error(str(exc))
         return exc.exit_code
+
+
+def _error(line: str) -> None:
+    """`error: ...` on stderr; a level-ERROR JSON line with `--log-format json`."""
+    if json_logs():
+        logging.getLogger("etl").error("error: %s", line)
+    else:
+        click.echo(f"error: {line}", err=True)
+
+
+def _summary(report: RunReport) -> None:
+    """The end-of-run summary: a table, or one JSON log line with `--log-format json`."""
+    if json_logs():
+        logging.getLogger("etl").info("%s: %s %s", report.pipeline, report.mode, report.outcome,
+                                      extra={"summary": report.to_dict()})
+    else:
+        print_summary(report)
 
 
 def _exits_cleanly(command: Callable[..., int]) -> Callable[..., None]:
@@ -137,7 +153,9 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="yotpo-events-etl", prog_name="etl")
 @click.option("-v", "--verbose", is_flag=True, help="Log debug details (never tokens or unmasked PII).")
-def main(verbose: bool) -> None:
+@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
+              help="json: every log, progress and summary line as one JSON object on stderr.")
+def main(verbose: bool, log_format: str) -> None:
     """Backfill and sync historical customer events into Yotpo.
 
     \b
@@ -146,10 +164,11 @@ def main(verbose: bool) -> None:
       etl run pipelines/orders_shipped.yaml --dry-run --output out.jsonl
       etl run pipelines/orders_shipped.yaml --report-json report.json
       etl status pipelines/orders_shipped.yaml
+      etl report pipelines/orders_shipped.yaml --html report.html
       etl sandbox --port 8787
       etl init sample_data/orders_shipped.csv
     """
-    _configure_logging(verbose)
+    _configure_logging(verbose, log_format)
     # What the imports made lives as long as the process: out of the collector's sight,
     # its full passes (during the run, and several at exit) stop walking 130,000 objects.
     gc.freeze()
@@ -179,9 +198,17 @@ rejected rows in .etl/rejects/<pipeline>/<run id>.csv."""
 @click.option("--full-refresh", is_flag=True, help="Ignore state: resend every event.")
 @click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the run summary as JSON to this path.")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="N",
+              help="Serve Prometheus metrics on http://HOST:N/metrics while the run lasts.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address the metrics server binds (0.0.0.0 to scrape from another pod).")
+@click.option("--progress-interval", type=click.FloatRange(min=0.1), default=10.0,
+              show_default=True, metavar="SECONDS",
+              help="Seconds between progress log lines when not on a terminal.")
 @_each_file
 def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: int | None,
-                since: str | None, until: str | None, full_refresh: bool, report_json: Path | None) -> int:
+                since: str | None, until: str | None, full_refresh: bool, report_json: Path | None,
+                metrics_port: int | None, metrics_host: str, progress_interval: float) -> int:
     """Extract, validate, transform and load one or more pipelines.
 
     Resumable: rerun after any stop and it continues; unchanged events are skipped.
@@ -196,14 +223,16 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
         raise click.UsageError("--output and --report-json take one PIPELINE.yaml at a time")
     pipeline = load_pipeline(pipeline_file)
     options = RunOptions(dry_run=dry_run, output=output, limit=limit, since=since, until=until,
-                         full_refresh=full_refresh)
+                         full_refresh=full_refresh, metrics_port=metrics_port,
+                         metrics_host=metrics_host, progress_interval=progress_interval,
+                         progress=False if json_logs() else None)
     try:
         report = run(pipeline, options)
     except EtlError as exc:
         if report_json is not None and exc.report is not None:
             exc.report.write_json(report_json)
         raise
-    print_summary(report)
+    _summary(report)
     if report_json is not None:
         report.write_json(report_json)
     return report.exit_code
@@ -266,6 +295,8 @@ def status_command(pipeline_file: str) -> int:
     console = Console(file=sys.stdout, highlight=False)
     totals = ", ".join(f"{status.value} {count:,}" for status, count in summary.totals.items()) or "none"
     console.print(f"{pipeline.name}: events {totals}; watermark {summary.watermark}")
+    for line in filter(None, (running_line(record.summary or {}) for record in summary.runs)):
+        console.print(line)
     runs = Table("run", "started", "ended", "exit", "extracted", "delivered", "rejected", "failed",
                  "skipped", "pending", title="recent runs")
     for record in summary.runs:
@@ -282,6 +313,36 @@ def status_command(pipeline_file: str) -> int:
         for event_id, error, when in summary.last_errors:
             errors.add_row(event_id, error, f"{when:%Y-%m-%d %H:%M:%S}")
         console.print(errors)
+    return 0
+
+
+@main.command("report")
+@PIPELINE
+@click.option("--html", "html_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Write one self-contained HTML page (opens offline) to this path.")
+@VERBOSE
+@_exits_cleanly
+def report_command(pipeline_file: str, html_file: Path) -> int:
+    """Write an offline HTML report from the state store: runs, throughput, rejects, ETA.
+
+    \b
+    Example:
+      etl report pipelines/orders_shipped.yaml --html report.html
+    """
+    from etl.history import load_history
+    from etl.html_report import write_report
+    from etl.state import StateStore
+
+    pipeline = parse_pipeline(pipeline_file)
+    store = StateStore(pipeline.state_url)
+    try:
+        customer = pipeline.event.customer
+        history = load_history(store, pipeline.name, email=customer.email,
+                               phone=customer.phone_number)
+    finally:
+        store.close()
+    size = write_report(history, html_file)
+    click.echo(f"{html_file}: {len(history.runs)} runs, {size / 1024:,.0f} KiB", err=True)
     return 0
 
 

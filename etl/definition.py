@@ -74,6 +74,7 @@ class SourceSpec(_Frozen):
     query: str | None = None
     chunk_size: Annotated[int, Field(gt=0)] = 50_000
     incremental: Incremental | None = None
+    count: bool = False  # sql: run SELECT count(*) of the query first, for a whole-source ETA
     columns: dict[str, ColumnType] = Field(default_factory=dict)
     null_values: tuple[str, ...] = DEFAULT_NULL_VALUES
     delimiter: str = Field(default=",", min_length=1, max_length=1)
@@ -108,6 +109,9 @@ class SourceSpec(_Frozen):
                 raise ValueError(f"source.path: required for a {self.type} source")
             if self.url or self.query:
                 raise ValueError(f"source: url/query do not apply to a {self.type} source")
+            if self.count:
+                raise ValueError(f"source.count: applies to sql only (a {self.type} source's size "
+                                 "is known without it)")
         else:
             if not self.url or not self.query:
                 raise ValueError("source: a sql source needs both url and query")

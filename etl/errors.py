@@ -2,6 +2,7 @@
 
     EtlError                      root: catch this to catch everything of ours
     ├── DefinitionError           the pipeline file is wrong: fix it (exit 2)
+    ├── OptionError               a command-line option's value cannot be used (exit 2)
     ├── AbortError                the run cannot go on: nothing more is sent (exit 3)
     │   ├── AuthError             the API refused the token (401/403)
     │   ├── SourceError           the source is unreachable or unreadable
@@ -36,6 +37,12 @@ class DefinitionError(EtlError):
         self.file = str(file)
         self.problems = problems
         super().__init__("\n".join(f"{self.file}: {key}: {problem}" for key, problem in problems))
+
+
+class OptionError(EtlError):
+    """A command-line option's value cannot be used (say, `--metrics-port` is taken)."""
+
+    exit_code = 2
 
 
 class AbortError(EtlError):

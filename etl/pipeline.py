@@ -35,14 +35,16 @@ from etl.errors import AbortError, DefinitionError, RunInterrupted
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
 from etl.quarantine import EVENT_ID, Quarantine
-from etl.redact import mask_email, mask_phone
+from etl.redact import mask_in_text
 from etl.report import ProgressDisplay, RunReport
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+from etl.watch import watching
 
 if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy
     import httpx
 
+    from etl.load.loader import LoadStats
     from etl.state import StateStore
 
 log = logging.getLogger("etl")
@@ -63,6 +65,9 @@ class RunOptions:
     until: str | None = None  # inclusive upper bound on the incremental cursor
     full_refresh: bool = False  # ignore state: resend everything
     progress: bool | None = None  # live display; None = only on a terminal
+    metrics_port: int | None = None  # serve Prometheus metrics on this port while running
+    metrics_host: str = "127.0.0.1"
+    progress_interval: float = 10.0  # seconds between progress log lines off a terminal
 
 
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
@@ -159,7 +164,9 @@ class _Run:
         self.pipeline = pipeline
         self.options = options
         self.mode = mode
-        self.report = RunReport(pipeline=pipeline.name, mode=mode)
+        self.report = RunReport(
+            pipeline=pipeline.name, mode=mode, store=pipeline.destination.store_id
+        )
         self.validator = Validator(pipeline.event, pipeline.source.columns)
         self.types = ColumnTypes(pipeline)
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
@@ -172,6 +179,12 @@ class _Run:
         self.retry_ids: set[str] = set()
         self.extraction_complete = False
         self.output: BinaryIO | None = None
+        self.extractor = open_extractor(pipeline.source)
+        self.stats: LoadStats | None = None
+        if mode == "run":  # httpx loads only for a real run
+            from etl.load.loader import LoadStats
+
+            self.stats = LoadStats()
 
     # -- set-up -------------------------------------------------------------------
     def _open_state(self) -> StateStore | None:
@@ -205,7 +218,7 @@ class _Run:
     def _chunks(self) -> Iterator[pd.DataFrame]:
         columns = self.pipeline.mapped_columns()
         remaining = self.options.limit
-        for chunk in open_extractor(self.pipeline.source).chunks(columns, self._window()):
+        for chunk in self.extractor.chunks(columns, self._window()):
             if remaining is not None:
                 chunk = chunk.iloc[:remaining]
                 remaining -= len(chunk)
@@ -255,11 +268,11 @@ class _Run:
             for _, row in group.drop_duplicates(REJECT_REASON).iterrows():
                 if len(shown) >= EXAMPLES_PER_RULE:
                     break
-                reason = str(row[REJECT_REASON])
-                for column, mask in ((customer.email, mask_email), (customer.phone_number, mask_phone)):
-                    value = row.get(column) if column else None
-                    if isinstance(value, str) and value:
-                        reason = reason.replace(value.strip(), mask(value.strip()))
+                reason = mask_in_text(
+                    str(row[REJECT_REASON]),
+                    email=row.get(customer.email) if customer.email else None,
+                    phone=row.get(customer.phone_number) if customer.phone_number else None,
+                )
                 if reason not in shown:
                     shown.add(reason)
                     examples.setdefault(str(rule), []).append(reason)
@@ -406,7 +419,7 @@ class _Run:
     async def _load(self, client: httpx.AsyncClient | None) -> None:
         from etl.load import Loader
 
-        async with Loader(self.pipeline.destination, client=client) as loader:
+        async with Loader(self.pipeline.destination, client=client, stats=self.stats) as loader:
             try:
                 await loader.deliver(self._events(), self._on_outcome)
             finally:
@@ -447,11 +460,20 @@ class _Run:
         if self.options.output is not None:
             self.options.output.parent.mkdir(parents=True, exist_ok=True)
             self.output = self.options.output.open("wb")
-        self.progress = ProgressDisplay(report, enabled=self.options.progress)
+        self.progress = ProgressDisplay(
+            report, enabled=self.options.progress, interval=self.options.progress_interval,
+            total_rows=self._total_rows,
+        )
         work = {"run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate}
+        watch = watching(
+            self.progress, self.stats, state=self.state if self.mode == "run" else None,
+            run_id=report.run_id, metrics_port=self.options.metrics_port,
+            metrics_host=self.options.metrics_host,
+        )
         try:
             with self.progress:
-                await _interruptible(work[self.mode]())
+                async with watch:
+                    await _interruptible(work[self.mode]())
         except RunInterrupted as exc:
             self._finish(started, "interrupted", 130, str(exc))
             exc.report = report
@@ -462,6 +484,13 @@ class _Run:
             raise
         self._finish(started, "completed", 1 if report.rejected or report.failed else 0, None)
         return report
+
+    def _total_rows(self) -> int | None:
+        """The rows this run reads in all, when the source's size is known (for the ETA)."""
+        total = self.extractor.estimated_rows()
+        if total is not None and self.options.limit is not None:
+            return min(total, self.options.limit)
+        return total
 
     def _finish(self, started: float, outcome: str, exit_code: int, error: str | None) -> None:
         report = self.report

@@ -47,6 +47,19 @@ def mask_body(body: dict[str, Any]) -> dict[str, Any]:
     return {**body, wire.CUSTOMER: customer}
 
 
+def mask_in_text(text: str, email: Any = None, phone: Any = None) -> str:
+    """`text` (a log line, a reject reason) with personal data and secrets masked.
+
+    The row's own `email` and `phone` values are masked wherever they appear, even
+    when malformed (the reason for a reject often quotes them); then everything
+    `mask_free_text` masks.
+    """
+    for value, mask in ((email, mask_email), (phone, mask_phone)):
+        if isinstance(value, str) and value.strip():
+            text = text.replace(value.strip(), mask(value.strip()))
+    return mask_free_text(text)
+
+
 def register_secret(value: str) -> None:
     """Remember a credential so that `mask_free_text` removes it wherever it shows up."""
     if len(value) >= 4:

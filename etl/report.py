@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,6 +19,9 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+from etl.eta import Eta, estimate
+from etl.logs import progress_fields
 
 log = logging.getLogger("etl")
 
@@ -28,6 +32,7 @@ class RunReport:
 
     pipeline: str
     run_id: int | None = None
+    store: str | None = None  # the destination's store id
     mode: str = "run"  # run | dry-run | validate
     extracted: int = 0
     valid: int = 0
@@ -131,12 +136,19 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
 class ProgressDisplay:
     """A rich live line on a terminal; a plain log line every `interval` seconds otherwise."""
 
-    def __init__(self, report: RunReport, *, enabled: bool | None = None, interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        report: RunReport,
+        *,
+        enabled: bool | None = None,
+        interval: float = 10.0,
+        total_rows: Callable[[], int | None] = lambda: None,
+    ) -> None:
         self.report = report
         self.interval = interval
         self.started = time.monotonic()
         self._last_log = self.started
-        self._total: int | None = None
+        self.total_rows = total_rows  # the source's size once known: the ETA covers all of it
         on_terminal = sys.stderr.isatty() if enabled is None else enabled
         self._progress = (
             Progress(TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
@@ -157,17 +169,20 @@ class ProgressDisplay:
     def line(self) -> str:
         """Rows read, valid, delivered, rate and (when rows remain to send) an ETA."""
         r = self.report
-        elapsed = max(time.monotonic() - self.started, 1e-9)
-        done = r.delivered + r.written
-        rate = done / elapsed
-        pending = r.valid + r.retried_from_last_run - r.skipped_unchanged - done - r.failed
-        pending -= r.rejected_by_rule.get("api", 0)
-        eta = f", ETA {pending / rate:,.0f}s for what is read so far" if rate > 0 and pending > 0 else ""
+        total = self.total_rows()
+        eta = self.eta()
+        read = f"read {r.extracted:,}" + (f" of {total:,}" if total is not None else "")
+        scope = "for the whole source" if eta.whole_source else "for what is read so far"
+        left = f", ETA {eta.seconds:,.0f}s {scope}" if eta.seconds and eta.remaining_events else ""
         return (
-            f"read {r.extracted:,}, valid {r.valid:,}, rejected {r.rejected:,}, "
-            f"skipped {r.skipped_unchanged:,}, sent {done:,}, failed {r.failed:,}, "
-            f"{rate:,.1f}/s{eta}"
+            f"{read}, valid {r.valid:,}, rejected {r.rejected:,}, "
+            f"skipped {r.skipped_unchanged:,}, sent {r.delivered + r.written:,}, failed {r.failed:,}, "
+            f"{eta.rate_per_s:,.1f}/s{left}"
         )
+
+    def eta(self) -> Eta:
+        """The run's ETA now (see `etl.eta`)."""
+        return estimate(self.report, max(time.monotonic() - self.started, 1e-9), self.total_rows())
 
     def tick(self) -> None:
         """Refresh the display; cheap enough to call per outcome."""
@@ -177,4 +192,4 @@ class ProgressDisplay:
         now = time.monotonic()
         if now - self._last_log >= self.interval:
             self._last_log = now
-            log.info("%s: %s", self.report.pipeline, self.line())
+            log.info("%s: %s", self.report.pipeline, self.line(), extra=progress_fields(self))

@@ -61,6 +61,15 @@ class Extractor(Protocol):
         """Frames of at most chunk_size rows holding only `columns`, filtered by `window`."""
         ...
 
+    def estimated_rows(self) -> int | None:
+        """Rows `chunks` will yield in all, when that was cheap to learn; else None.
+
+        Known once `chunks` has started: Parquet from the files' metadata, CSV from
+        its typing pass, SQL from `SELECT count(*)` when `source.count` allows it.
+        Feeds the whole-source ETA (SPEC §12); never a reason to read the data twice.
+        """
+        ...
+
 
 def open_extractor(source: SourceSpec) -> Extractor:
     """The extractor for `source.type` (csv | parquet | sql); nothing is read yet."""

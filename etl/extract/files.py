@@ -196,6 +196,7 @@ class CsvExtractor:
         assert source.path is not None
         self.source = source
         self.files = source_files(source.path, ".csv")
+        self._rows: int | None = None
 
     def columns(self) -> list[str]:
         """Every column of every file's header, in order of first appearance."""
@@ -213,19 +214,23 @@ class CsvExtractor:
             declared.pop(self.source.incremental.cursor, None)
         candidates = {name: {"bool", "int", "float"} for name in columns if name not in declared}
         types = {name: pa.string() for name in columns if name in declared}
-        if not candidates:
+        if not candidates:  # nothing to infer: no typing pass, so no row count either
+            self._rows = None
             return types
         columns = list(candidates)
         seen = set()
         options = self._convert_options(columns, dict.fromkeys(columns, pa.string()))
+        rows = 0
         for file in self.files:
             for batch in self._batches(file, options):
+                rows += batch.num_rows
                 for name in columns:
                     kinds = candidates[name]
                     values = pc.drop_null(batch.column(name))
                     if kinds and len(values):
                         seen.add(name)
                         _narrow(kinds, values)
+        self._rows = rows
         inferred = {n: _arrow_type(candidates[n] if n in seen else set()) for n in columns}
         return {**types, **inferred}
 
@@ -239,7 +244,12 @@ class CsvExtractor:
             for file in self.files
             for batch in self._batches(file, options)
         )
+        self._rows = self._rows if window is None else None  # a window drops rows unseen
         yield from _frames(tables, self.source.chunk_size, window, columns)
+
+    def estimated_rows(self) -> int | None:
+        """The rows counted by the typing pass (without a window: it filters later)."""
+        return self._rows
 
     def _convert_options(
         self, columns: list[str], types: dict[str, pa.DataType]
@@ -371,6 +381,7 @@ class ParquetExtractor:
         self.source = source
         self.files = source_files(source.path, ".parquet")
         self._schema: pa.Schema | None = None
+        self._rows: int | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -403,7 +414,13 @@ class ParquetExtractor:
         _check_requested(wanted, self.columns())
         target = pa.schema([self.schema.field(name) for name in wanted])
         tables = (table for file in self.files for table in self._tables(file, target))
+        if window is None:  # a window drops rows the metadata cannot tell
+            self._rows = sum(self._read(file, pq.read_metadata).num_rows for file in self.files)
         yield from _frames(tables, self.source.chunk_size, window, columns)
+
+    def estimated_rows(self) -> int | None:
+        """The files' row counts from their footers, once `chunks` has started."""
+        return self._rows
 
     def _tables(self, file: Path, target: pa.Schema) -> Iterator[pa.Table]:
         parquet = self._read(file, _streamed)

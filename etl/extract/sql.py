@@ -62,6 +62,7 @@ class SqlExtractor:
         self.source = source
         self._url = source.url.get_secret_value()
         self.query = source.query.strip().rstrip(";").strip()
+        self._rows: int | None = None
 
     @property
     def safe_url(self) -> str:
@@ -84,6 +85,8 @@ class SqlExtractor:
         """Frames of at most chunk_size rows of `columns`, the window applied by the database."""
         size = self.source.chunk_size
         with self._connection() as connection:
+            if self.source.count:
+                self._rows = self._count(connection, window)
             streaming = connection.execution_options(stream_results=True, yield_per=size)
             result = self._execute(streaming, *self.select(connection.dialect, columns, window))
             kinds = [_kind_of_code(connection.dialect.name, entry[1])
@@ -105,12 +108,21 @@ class SqlExtractor:
                 else:
                     _abandon(result, connection)
 
+    def estimated_rows(self) -> int | None:
+        """`SELECT count(*)` of the windowed query, when `source.count: true` asked for it."""
+        return self._rows
+
+    def _count(self, connection: sa.Connection, window: Window | None) -> int:
+        """One count of the rows `chunks` is about to stream (the same window, bound)."""
+        sql, params = self.select(connection.dialect, [], window, count=True)
+        return int(self._execute(connection, sql, params).scalar())
+
     def select(
-        self, dialect: sa.Dialect, columns: list[str], window: Window | None
+        self, dialect: sa.Dialect, columns: list[str], window: Window | None, *, count: bool = False
     ) -> tuple[str, dict[str, Any]]:
-        """The wrapped query and its bound parameters."""
+        """The wrapped query (or its `count(*)`) and its bound parameters."""
         quote = dialect.identifier_preparer.quote
-        projection = ", ".join(f"src.{quote(name)}" for name in columns)
+        projection = "count(*)" if count else ", ".join(f"src.{quote(name)}" for name in columns)
         sql = f"SELECT {projection} FROM {self._wrapped()}"
         conditions, params = [], {}
         if window is not None:
