@@ -20,11 +20,11 @@ import uuid
 from pathlib import Path
 
 from etl.events import Event, Outcome, Status
-from etl.state import StateStore
+from etl.state import Scope, StateStore
 
 EVENTS = 1_000_000
 CHUNK = 50_000
-PIPELINE = "bench"
+PIPELINE = Scope("bench", "https://api.yotpo.com", "store-bench")
 AWAITED = 20_000
 WORKERS = 64
 

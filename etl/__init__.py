@@ -27,10 +27,13 @@ _EXPORTS = {
     "RunOptions": "etl.pipeline",
     "RunReport": "etl.report",
     "SourceError": "etl.errors",
+    "StateError": "etl.errors",
+    "StatusReport": "etl.state.status",
     "TooManyFailures": "etl.errors",
     "load_pipeline": "etl.pipeline",
     "run": "etl.pipeline",
     "run_async": "etl.pipeline",
+    "status": "etl.state.status",
     "validate_pipeline": "etl.pipeline",
 }
 

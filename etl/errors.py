@@ -6,7 +6,8 @@
     ├── AbortError                the run cannot go on: nothing more is sent (exit 3)
     │   ├── AuthError             the API refused the token (401/403)
     │   ├── SourceError           the source is unreachable or unreadable
-    │   └── TooManyFailures       consecutive failures suggest the API is down
+    │   ├── TooManyFailures       consecutive failures suggest the API is down
+    │   └── StateError            the state store is unreachable, read-only, full or busy
     └── RunInterrupted            SIGINT/SIGTERM: state committed, summary printed (exit 130)
 
 Per-request outcomes (retriable vs rejected) are not exceptions that escape the
@@ -67,3 +68,7 @@ class RunInterrupted(EtlError):
     """The run was stopped by SIGINT/SIGTERM after a clean shutdown."""
 
     exit_code = 130
+
+
+class StateError(AbortError):
+    """The state store cannot be used: unreachable, read-only, full, or held by another run."""

@@ -31,7 +31,7 @@ import pandas as pd
 
 from etl.column_types import ColumnTypes, key_type_problem, type_changes
 from etl.definition import Pipeline, parse_pipeline
-from etl.errors import AbortError, DefinitionError, RunInterrupted
+from etl.errors import AbortError, DefinitionError, RunInterrupted, StateError
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
 from etl.quarantine import EVENT_ID, Quarantine
@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # imported where used: a dry run without state needs neither 
     import httpx
 
     from etl.load.loader import LoadStats
-    from etl.state import StateStore
+    from etl.state import Scope, StateStore
 
 log = logging.getLogger("etl")
 #: Reject examples kept per rule for `etl validate`.
@@ -64,6 +64,7 @@ class RunOptions:
     since: str | None = None  # overrides the stored watermark (exclusive lower bound)
     until: str | None = None  # inclusive upper bound on the incremental cursor
     full_refresh: bool = False  # ignore state: resend everything
+    retry_rejected: bool = False  # resend the events the API rejected before, first
     progress: bool | None = None  # live display; None = only on a terminal
     metrics_port: int | None = None  # serve Prometheus metrics on this port while running
     metrics_host: str = "127.0.0.1"
@@ -172,6 +173,7 @@ class _Run:
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
         self.cursor = cursor
         self.transformer = Transformer(pipeline.event, pipeline.destination.store_id or "", cursor)
+        self.scope: Scope
         self.state = self._open_state()
         self.watermark = _Watermark()
         self.examples: dict[str, list[str]] = {}
@@ -195,9 +197,18 @@ class _Run:
         missing = url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists()
         if self.mode != "run" and missing:
             return None
-        from etl.state import StateStore  # SQLAlchemy loads only when there is state
+        from etl.state import Scope, StateStore  # SQLAlchemy loads only when there is state
 
-        return StateStore(url)
+        self.scope = Scope.of(self.pipeline)
+        store = StateStore(url)
+        try:
+            if self.mode == "run":
+                store.hold_run_lock(self.pipeline.name)
+            store.adopt_legacy(self.scope)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     def _window(self) -> Window | None:
         incremental = self.pipeline.source.incremental
@@ -209,7 +220,7 @@ class _Run:
             return None
         after: Any = self.options.since
         if after is None and not self.options.full_refresh and self.state is not None:
-            after = self.state.watermark(self.pipeline.name)
+            after = self.state.watermark(self.scope)
         if after is None and self.options.until is None:
             return None
         return Window(cursor=incremental.cursor, after=after, until=self.options.until)
@@ -236,12 +247,13 @@ class _Run:
         skipped_cursors: list[Any] = []
         if len(batch) and self.state is not None and not self.options.full_refresh:
             ids = batch.ids.to_pylist()
-            known = self.state.known(self.pipeline.name, ids)
+            known = self.state.known(self.scope, ids)
             if known:
                 events = batch.events()  # objects only for a chunk that has a history
+                resend = Status.REJECTED if self.options.retry_rejected else None
                 keep = [
                     i for i, event in enumerate(events)
-                    if not _unchanged(known.get(event.id), event)
+                    if not _unchanged(known.get(event.id), event, resend)
                 ]
                 kept = set(keep)
                 skipped_cursors = [event.cursor for i, event in enumerate(events) if i not in kept]
@@ -336,16 +348,18 @@ class _Run:
             producer.cancel()
 
     async def _batches(self) -> AsyncIterator[EventBatch]:
-        """Failed events of earlier runs first, then the source's new or changed events.
+        """Failed events of earlier runs first (and rejected ones with --retry-rejected),
+        then the source's new or changed events.
 
         The first chunk is prepared before anything is sent: it tells the id key columns'
         types, and a changed one stops the run (SPEC §6)."""
         prepared = self._prepared_chunks()
         first = await anext(prepared, None)
         self._check_key_types()
-        if self.state is not None and not self.options.full_refresh:
-            failed = self.state.failed_events(self.pipeline.name)
-            while batch := list(islice(failed, RETRY_BATCH)):
+        statuses = [Status.FAILED] + ([Status.REJECTED] if self.options.retry_rejected else [])
+        for status in statuses if self.state is not None and not self.options.full_refresh else []:
+            earlier = self.state.failed_events(self.scope, status)
+            while batch := list(islice(earlier, RETRY_BATCH)):
                 self.retry_ids.update(event.id for event in batch)
                 self.report.retried_from_last_run += len(batch)
                 yield EventBatch.of(batch)
@@ -395,7 +409,7 @@ class _Run:
 
     async def _on_outcome(self, outcome: Outcome) -> None:
         assert self.state is not None
-        await self.state.record(self.pipeline.name, self.report.run_id or 0, outcome)
+        await self.state.record(self.scope, self.report.run_id or 0, outcome)
         event = outcome.event
         origin = self.origins.pop(event.id, None)
         if outcome.status is Status.DELIVERED:
@@ -450,7 +464,11 @@ class _Run:
         report = self.report
         started = time.monotonic()
         if self.state is not None and self.mode == "run":
-            report.run_id = self.state.begin_run(self.pipeline.name)
+            try:
+                report.run_id = self.state.begin_run(self.scope)
+            except StateError:
+                self.state.close()
+                raise
         run_name = str(report.run_id) if report.run_id is not None else datetime.now(UTC).strftime(
             f"{self.mode}-%Y%m%dT%H%M%S"
         )
@@ -505,22 +523,30 @@ class _Run:
         log.info("%s", report.end_line())
         if self.state is None:
             return
-        sent = self.types.property_types()
-        before = self.state.sent_types(self.pipeline.name, "property")
-        report.type_changes = type_changes(before, sent)
-        if self.mode == "run" and report.delivered:
-            self.state.set_sent_types(self.pipeline.name, "property", sent)
-        if self.mode == "run":
-            report.watermark = self._advance_watermark(outcome)
-            self.state.end_run(report.run_id or 0, exit_code, report.to_dict())
-        else:
-            report.watermark = self.state.watermark(self.pipeline.name)
-        self.state.close()
+        try:
+            sent = self.types.property_types()
+            before = self.state.sent_types(self.pipeline.name, "property")
+            report.type_changes = type_changes(before, sent)
+            if self.mode == "run" and report.delivered:
+                self.state.set_sent_types(self.pipeline.name, "property", sent)
+            if self.mode == "run":
+                report.watermark = self._advance_watermark(outcome)
+                self.state.end_run(report.run_id or 0, exit_code, report.to_dict())
+            else:
+                report.watermark = self.state.watermark(self.scope)
+        except StateError as exc:  # a full disk: the summary still prints, the cause with it
+            if error is None:
+                report.outcome, report.exit_code, report.error = "aborted", exc.exit_code, str(exc)
+                exc.report = report
+                raise
+            report.error = f"{error}; the run could not be recorded ({exc})"
+        finally:
+            self.state.close()
 
     def _advance_watermark(self, outcome: str) -> Any:
         """Only a complete read of the stored window may move the watermark (SPEC §6)."""
         assert self.state is not None
-        old = self.state.watermark(self.pipeline.name)
+        old = self.state.watermark(self.scope)
         manual_window = self.options.since is not None or self.options.until is not None
         if (
             self.cursor is None
@@ -532,13 +558,23 @@ class _Run:
             return old
         new = self.watermark.new_value(old)
         if new is not None and new != old:
-            self.state.set_watermark(self.pipeline.name, new)
+            self.state.set_watermark(self.scope, new)
         return new
 
 
-def _unchanged(known: tuple[str, Status] | None, event: Event) -> bool:
-    """Delivered (or refused by the API) with the same payload: sending again changes nothing."""
-    return known is not None and known[0] == event.payload_hash and known[1] is not Status.FAILED
+def _unchanged(
+    known: tuple[str, Status] | None, event: Event, resend: Status | None = None
+) -> bool:
+    """Delivered (or refused by the API) with the same payload: sending again changes nothing.
+
+    `resend` (rejected, with --retry-rejected) is sent again all the same.
+    """
+    return (
+        known is not None
+        and known[0] == event.payload_hash
+        and known[1] is not Status.FAILED
+        and known[1] is not resend
+    )
 
 
 def _native(value: Any) -> Any:

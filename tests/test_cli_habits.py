@@ -205,4 +205,6 @@ def test_a_state_folder_that_cannot_exist_is_one_line_exit_3(tmp_path: Path, com
     data["state"] = "blocker/state.db"
     file.write_text(yaml.safe_dump(data))
     result = etl(command[0], str(file), *command[1:])
-    assert (result.exit_code, result.stderr) == (3, f"error: File exists: {tmp_path}/blocker\n")
+    state = tmp_path / "blocker" / "state.db"
+    assert (result.exit_code, result.stderr) == (
+        3, f"error: state store {state}: cannot open: File exists: {tmp_path}/blocker\n")

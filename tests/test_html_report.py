@@ -20,7 +20,7 @@ from test_state import outcome, url  # noqa: F401  (the fixture: SQLite, Postgre
 from etl.events import Status
 from etl.history import History, Run, load_history
 from etl.html_report import render
-from etl.state import StateStore
+from etl.state import Scope, StateStore
 from etl.state.schema import events
 
 GOOD = 24
@@ -190,12 +190,13 @@ def test_a_running_backfill_shows_its_eta_and_several_stores_get_lines() -> None
 
 def test_history_counts_events_per_hour_on_every_database(url: str) -> None:  # noqa: F811
     store = StateStore(url)
+    p, other = (Scope(name, "http://127.0.0.1:8787", "s-1") for name in ("p", "other"))
     try:
-        store.record_many("p", 1, [outcome(n, Status.DELIVERED) for n in range(5)])
+        store.record_many(p, 1, [outcome(n, Status.DELIVERED) for n in range(5)])
         store.record_many(
-            "p", 1, [outcome(n, Status.FAILED, error="HTTP 500") for n in range(5, 7)]
+            p, 1, [outcome(n, Status.FAILED, error="HTTP 500") for n in range(5, 7)]
         )
-        store.record_many("other", 1, [outcome(n, Status.DELIVERED) for n in range(9)])
+        store.record_many(other, 1, [outcome(n, Status.DELIVERED) for n in range(9)])
         earlier = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
         with store.engine.begin() as connection:  # two events an hour earlier, as a long run has
             connection.execute(

@@ -175,8 +175,11 @@ def test_failed_events_are_retried_first_on_the_next_run(tmp_path: Path, sandbox
     assert proj.run("--report-json", str(tmp_path / "report.json")).returncode == 1
     assert proj.report()["failed"] == 10
 
-    healthy = sandbox(rate_limit=None)
-    proj.write(healthy.base_url, csv_source(tmp_path, orders(10)), max_retries=1)
+    # The same destination (state is kept per base URL and store), healthy again.
+    port = int(broken.base_url.rsplit(":", 1)[1])
+    broken.stop()
+    healthy = sandbox(port=port, rate_limit=None)
+    assert healthy.base_url == broken.base_url
     assert proj.run("--report-json", str(tmp_path / "report.json")).returncode == 0
     report = proj.report()
     assert (report["retried_from_last_run"], report["delivered"], report["skipped_unchanged"]) == (10, 10, 10)

@@ -23,12 +23,15 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from etl.errors import AbortError
+from etl.errors import StateError
 from etl.events import Event, Outcome, Status
-from etl.state import StateStore
+from etl.state import Scope, StateStore
 from etl.state.schema import SCHEMA_VERSION, decode_value, encode_value, events, schema_version
 
-PIPELINE = "orders_shipped"
+PIPELINE = Scope("orders_shipped", "http://127.0.0.1:8787", "store-1")
+#: The same pipeline pointed at another store, and another pipeline on the same store.
+OTHER_STORE = Scope("orders_shipped", "http://127.0.0.1:8787", "store-2")
+OTHER = Scope("other", "http://127.0.0.1:8787", "store-1")
 
 
 @pytest.fixture
@@ -92,7 +95,7 @@ def test_a_newer_schema_is_refused(url: str) -> None:
     with engine.begin() as connection:
         connection.execute(schema_version.insert().values(version=SCHEMA_VERSION + 1))
     engine.dispose()
-    with pytest.raises(AbortError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
+    with pytest.raises(StateError, match=f"schema version {SCHEMA_VERSION + 1}, newer"):
         StateStore(url)
 
 
@@ -112,7 +115,7 @@ def test_reopen_keeps_data_and_known_returns_hash_and_status(url: str) -> None:
         ids[1]: ("b", Status.FAILED),
         ids[2]: ("c", Status.REJECTED),
     }
-    assert second.known("another_pipeline", ids) == {}
+    assert second.known(OTHER, ids) == {}
     second.close()
 
 
@@ -160,7 +163,8 @@ async def test_a_failed_write_reaches_its_waiters_and_the_writer_lives_on(
     # attempts is NOT NULL in every database
     private = Event(event(1).id, b'{"email":"jane@example.com"}', "h")
     broken = Outcome(private, Status.FAILED, attempts=None)  # type: ignore[arg-type]
-    with pytest.raises(sa.exc.IntegrityError) as raised:
+    cause = "cannot write: .*(NOT NULL|null value|cannot be null)"
+    with pytest.raises(StateError, match=cause) as raised:
         await store.record(PIPELINE, 1, broken)
     assert "jane@example.com" not in str(raised.value)  # the body is never quoted
     await store.record(PIPELINE, 1, outcome(2, Status.DELIVERED))
@@ -238,44 +242,63 @@ def test_watermark_round_trips_type_and_instant(store: StateStore, value: Any) -
         assert got.utcoffset() == value.utcoffset()
 
 
-def test_watermark_is_replaced_and_kept_per_pipeline(store: StateStore) -> None:
+def test_watermark_is_replaced_and_kept_per_pipeline_and_destination(store: StateStore) -> None:
     store.set_watermark(PIPELINE, 1)
     store.set_watermark(PIPELINE, 2)
-    store.set_watermark("other", "z")
-    assert (store.watermark(PIPELINE), store.watermark("other")) == (2, "z")
+    store.set_watermark(OTHER, "z")
+    store.set_watermark(OTHER_STORE, 7)
+    got = [store.watermark(scope) for scope in (PIPELINE, OTHER, OTHER_STORE)]
+    assert got == [2, "z", 7]
+    assert store.watermark(Scope(PIPELINE.pipeline, "https://api.yotpo.com", "store-1")) is None
+
+
+def test_outcomes_are_kept_per_destination(store: StateStore) -> None:
+    store.record_many(PIPELINE, 1, [outcome(1, Status.DELIVERED), outcome(2, Status.FAILED)])
+    assert store.known(OTHER_STORE, [event(1).id, event(2).id]) == {}
+    assert list(store.failed_events(OTHER_STORE)) == []
+    store.record_many(OTHER_STORE, 2, [outcome(1, Status.REJECTED, payload_hash="h9")])
+    assert store.known(PIPELINE, [event(1).id]) == {event(1).id: ("h1", Status.DELIVERED)}
+    assert store.known(OTHER_STORE, [event(1).id]) == {event(1).id: ("h9", Status.REJECTED)}
+    assert [e.id for e in store.failed_events(OTHER_STORE, Status.REJECTED)] == [event(1).id]
 
 
 @pytest.mark.anyio
 async def test_summary(store: StateStore) -> None:
     first = store.begin_run(PIPELINE)
     store.end_run(first, 0, {"delivered": 1})
-    second = store.begin_run(PIPELINE)
-    store.begin_run("other")
+    second = store.begin_run(OTHER_STORE)
+    store.begin_run(OTHER)
     store.record_many(
         PIPELINE, second, [outcome(1, Status.DELIVERED), outcome(2, Status.DELIVERED)]
     )
     await store.record(PIPELINE, second, outcome(3, Status.REJECTED, error="invalid email"))
     await store.record(PIPELINE, second, outcome(4, Status.FAILED, error="HTTP 503"))
+    store.record_many(OTHER_STORE, second, [outcome(1, Status.DELIVERED)])
+    store.record_many(OTHER, second, [outcome(5, Status.DELIVERED)])
     store.set_watermark(PIPELINE, 99)
-    summary = store.summary(PIPELINE)
-    assert summary.pipeline == PIPELINE
-    assert [(r.id, r.exit_code, r.summary, r.ended_at is None) for r in summary.runs] == [
-        (second, None, {}, True), (first, 0, {"delivered": 1}, False)]
+    summary = store.summary(PIPELINE.pipeline)
+    assert summary.pipeline == PIPELINE.pipeline
+    got = [(r.id, r.store_id, r.exit_code, r.summary, r.ended_at is None) for r in summary.runs]
+    assert got == [
+        (second, "store-2", None, {}, True), (first, "store-1", 0, {"delivered": 1}, False)]
     assert summary.runs[1].started_at <= summary.runs[1].ended_at
     assert summary.runs[0].started_at.tzinfo is UTC
-    assert summary.totals == {Status.DELIVERED: 2, Status.REJECTED: 1, Status.FAILED: 1}
-    assert summary.watermark == 99
-    assert [(i, e) for i, e, _ in summary.last_errors] == [
+    assert summary.totals == {Status.DELIVERED: 3, Status.REJECTED: 1, Status.FAILED: 1}
+    one, two = summary.destinations
+    assert (one.base_url, one.store_id, two.store_id) == (PIPELINE.base_url, "store-1", "store-2")
+    assert one.totals == {Status.DELIVERED: 2, Status.REJECTED: 1, Status.FAILED: 1}
+    assert (two.totals, two.watermark, two.last_errors) == ({Status.DELIVERED: 1}, None, [])
+    assert one.watermark == 99
+    assert [(i, e) for i, e, _ in one.last_errors] == [
         (event(4).id, "HTTP 503"),
         (event(3).id, "invalid email"),
     ]
-    assert all(when.tzinfo is UTC for _, _, when in summary.last_errors)
+    assert all(when.tzinfo is UTC for _, _, when in one.last_errors)
 
 
 def test_summary_of_an_empty_store(store: StateStore) -> None:
-    summary = store.summary(PIPELINE)
-    got = (summary.runs, summary.totals, summary.watermark, summary.last_errors)
-    assert got == ([], {}, None, [])
+    summary = store.summary(PIPELINE.pipeline)
+    assert (summary.runs, summary.totals, summary.destinations) == ([], {}, [])
 
 
 @pytest.mark.anyio
@@ -299,7 +322,7 @@ _KILLED_WRITER = textwrap.dedent(
     """
     import asyncio, sys, uuid
     from etl.events import Event, Outcome, Status
-    from etl.state import StateStore
+    from etl.state import Scope, StateStore
 
     store = StateStore(sys.argv[1])
 
@@ -308,7 +331,7 @@ _KILLED_WRITER = textwrap.dedent(
         while True:
             event_id = str(uuid.UUID(int=n))
             done = Outcome(Event(event_id, b"{}", "h"), Status.DELIVERED, 1)
-            await store.record("killed", 1, done)
+            await store.record(Scope("killed", "http://127.0.0.1", "s"), 1, done)
             print(event_id, flush=True)
             n += 32
 
@@ -338,7 +361,7 @@ def test_kill_9_loses_no_acknowledged_outcome(url: str) -> None:
     acknowledged += rest.split()
     assert child.returncode == -signal.SIGKILL
     reader = StateStore(url)
-    found = reader.known("killed", acknowledged)
+    found = reader.known(Scope("killed", "http://127.0.0.1", "s"), acknowledged)
     reader.close()
     assert len(acknowledged) >= 400
     assert set(found) == set(acknowledged)

@@ -19,8 +19,15 @@ from sqlalchemy.dialects import mysql
 
 from etl.events import Status
 
-#: Bumped whenever a table changes; the store refuses a database written by a newer version.
-SCHEMA_VERSION = 1
+#: Bumped whenever a table changes (with a step in `etl.state.migrations`); the store
+#: refuses a database written by a newer version.
+SCHEMA_VERSION = 2
+
+#: A destination's columns (SPEC §6): the base URL without its trailing slash, and the
+#: store as a column of its own, so a pipeline loading many stores (§10) keys each row by
+#: its store. Sized so that MySQL's 3,072-byte key limit holds for the widest index.
+BASE_URL_LENGTH = 190
+STORE_ID_LENGTH = 100
 
 
 class UtcDateTime(sa.types.TypeDecorator[datetime]):
@@ -56,18 +63,22 @@ runs = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("pipeline", sa.String(200), nullable=False, index=True),
+    sa.Column("base_url", sa.String(BASE_URL_LENGTH)),  # NULL: a run from before version 2
+    sa.Column("store_id", sa.String(STORE_ID_LENGTH)),
     sa.Column("started_at", UtcDateTime, nullable=False),
     sa.Column("ended_at", UtcDateTime),
     sa.Column("exit_code", sa.Integer),
     sa.Column("summary", sa.Text),  # the run's JSON report
 )
 
-# One row per (pipeline, event id): its latest outcome. WITHOUT ROWID on SQLite, so
-# the primary key is the table and a diff lookup touches one b-tree.
+# One row per (pipeline, destination, event id): its latest outcome. WITHOUT ROWID on
+# SQLite, so the primary key is the table and a diff lookup touches one b-tree.
 events = sa.Table(
     "etl_events",
     metadata,
     sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("base_url", sa.String(BASE_URL_LENGTH), primary_key=True),
+    sa.Column("store_id", sa.String(STORE_ID_LENGTH), primary_key=True),
     sa.Column("event_id", sa.String(255), primary_key=True),
     sa.Column("payload_hash", sa.String(128), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
@@ -76,7 +87,7 @@ events = sa.Table(
     sa.Column("first_at", UtcDateTime, nullable=False),
     sa.Column("last_at", UtcDateTime, nullable=False),
     sa.Column("run_id", sa.Integer, nullable=False),
-    sa.Column("body", sa.LargeBinary),  # kept only while the event is failed (to resend it)
+    sa.Column("body", sa.LargeBinary),  # kept only while failed or rejected (to resend it)
     sa.Column("cursor", sa.Text),  # type-tagged, see encode_value
     sqlite_with_rowid=False,
 )
@@ -88,6 +99,8 @@ NOT_DELIVERED = events.c.status != sa.literal_column(f"'{Status.DELIVERED.value}
 sa.Index(
     "ix_etl_events_not_delivered",
     events.c.pipeline,
+    events.c.base_url,
+    events.c.store_id,
     events.c.status,
     events.c.event_id,  # failed events are resent in id order, page by page
     sqlite_where=NOT_DELIVERED,
@@ -98,6 +111,8 @@ watermarks = sa.Table(
     "etl_watermarks",
     metadata,
     sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("base_url", sa.String(BASE_URL_LENGTH), primary_key=True),
+    sa.Column("store_id", sa.String(STORE_ID_LENGTH), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),  # type-tagged, see encode_value
 )
 

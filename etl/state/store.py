@@ -19,27 +19,30 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from etl.errors import AbortError
+from etl.errors import StateError
 from etl.events import Event, Outcome, Status
+from etl.state.errors import sqlite_path, state_errors
+from etl.state.lock import RunLock
+from etl.state.migrations import create_or_upgrade
+from etl.state.reserve import Reserve
 from etl.state.schema import (
     NOT_DELIVERED,
-    SCHEMA_VERSION,
     decode_value,
     encode_value,
     events,
-    metadata,
     runs,
-    schema_version,
     sent_types,
     watermarks,
 )
+from etl.state.scope import LEGACY, Scope
+from etl.state.status import DestinationStatus, RunRecord, StatusReport
 
 #: Ids per IN (...) query: below every database's bound-parameter limit.
 _LOOKUP_CHUNK = 5_000
@@ -48,54 +51,77 @@ _FAILED_PAGE = 1_000
 _LISTED = 10
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One run as the store remembers it; `ended_at` is None while running or after a kill."""
-
-    id: int
-    pipeline: str
-    started_at: datetime
-    ended_at: datetime | None
-    exit_code: int | None
-    summary: dict  # the run's JSON report
-
-
-@dataclass(frozen=True)
-class StateSummary:
-    """What `etl status` shows."""
-
-    pipeline: str
-    runs: list[RunRecord]  # most recent first, up to 10
-    totals: dict[Status, int]  # events per latest status
-    watermark: Any  # None when never set
-    last_errors: list[tuple[str, str, datetime]]  # (event id, error, time), latest first, up to 10
-
-
 class StateStore:
     """SQLAlchemy-backed; SQLite file by default (WAL), any SQLAlchemy URL for shared use.
 
-    `commits` counts the transactions that wrote outcomes, to show batching at work.
+    Every method takes the `Scope` (pipeline and destination) whose rows it reads or
+    writes. Database and file-system errors surface as `StateError` (exit 3), one line
+    naming the store. `commits` counts the transactions that wrote outcomes.
     """
 
     def __init__(self, url: str) -> None:
-        self.engine = _engine(url)
+        self.url = url
         self.commits = 0
         self._writer: _GroupWriter | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
-        _create_or_upgrade(self.engine)
+        self._run_lock: RunLock | None = None
+        self._reserve: Reserve | None = None
+        with self._errors("open"):
+            self.engine = _engine(url)
+            create_or_upgrade(self.engine)
+
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
+        return state_errors(self.url, doing)
 
     # -- runs -----------------------------------------------------------------------
-    def begin_run(self, pipeline: str) -> int:
+    def hold_run_lock(self, pipeline: str) -> None:
+        """One run of a pipeline at a time on a SQLite file (SPEC §6); held until `close`.
+
+        A lock on a file beside the database, which the kernel drops with the process,
+        so a holder killed with `kill -9` blocks nobody. Server databases need none.
+        With it, a little disk space is reserved for recording the run's end.
+        """
+        path = sqlite_path(self.url)
+        if path is None or self._run_lock is not None:
+            return
+        with self._errors("lock"):
+            self._run_lock = RunLock.acquire(path.with_name(f"{path.name}.{pipeline}.lock"))
+            self._reserve = Reserve(path.with_name(f"{path.name}.{pipeline}.reserve"))
+
+    def adopt_legacy(self, scope: Scope) -> None:
+        """Give rows of a store from before destinations (schema 1) to `scope`'s destination."""
+        legacy = Scope(scope.pipeline, *LEGACY)
+        with self._errors("upgrade"), self.engine.begin() as connection:
+            for table in (events, watermarks):
+                connection.execute(table.update().where(legacy.where(table)).values(scope.values()))
+            connection.execute(
+                runs.update()
+                .where(runs.c.pipeline == scope.pipeline, runs.c.base_url.is_(None))
+                .values(scope.values())
+            )
+
+    def begin_run(self, scope: Scope) -> int:
         """Open a run row; its id tags every outcome the run records."""
-        with self.engine.begin() as connection:
-            result = connection.execute(runs.insert().values(pipeline=pipeline, started_at=_now()))
+        with self._errors("write"), self.engine.begin() as connection:
+            result = connection.execute(runs.insert().values(**scope.values(), started_at=_now()))
             return int(result.inserted_primary_key[0])
 
     def end_run(self, run_id: int, exit_code: int, summary: dict) -> None:
-        """Close a run with its exit code and JSON report (flushing pending outcomes first)."""
+        """Close a run with its exit code and JSON report (flushing pending outcomes first).
+
+        When the write fails (a full disk), the reserved space is freed and it is tried again.
+        """
         self._flush()
-        with self.engine.begin() as connection:
+        try:
+            self._end_run(run_id, exit_code, summary)
+        except StateError:
+            if self._reserve is None or not self._reserve.free():
+                raise
+            self._end_run(run_id, exit_code, summary)
+
+    def _end_run(self, run_id: int, exit_code: int, summary: dict) -> None:
+        with self._errors("write"), self.engine.begin() as connection:
             connection.execute(
                 runs.update()
                 .where(runs.c.id == run_id)
@@ -107,30 +133,31 @@ class StateStore:
             )
 
     # -- events ---------------------------------------------------------------------
-    def known(self, pipeline: str, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
+    def known(self, scope: Scope, ids: Sequence[str]) -> dict[str, tuple[str, Status]]:
         """id -> (payload_hash, status) for the ids the store has seen; the diff's input."""
         found: dict[str, tuple[str, Status]] = {}
         query = sa.select(events.c.event_id, events.c.payload_hash, events.c.status).where(
-            events.c.pipeline == pipeline,
+            scope.where(events),
             events.c.event_id.in_(sa.bindparam("ids", expanding=True)),
         )
-        with self.engine.connect() as connection:
+        with self._errors("read"), self.engine.connect() as connection:
             for start in range(0, len(ids), _LOOKUP_CHUNK):
                 chunk = list(ids[start : start + _LOOKUP_CHUNK])
                 for event_id, payload_hash, status in connection.execute(query, {"ids": chunk}):
                     found[event_id] = (payload_hash, Status(status))
         return found
 
-    async def record(self, pipeline: str, run_id: int, outcome: Outcome) -> None:
+    async def record(self, scope: Scope, run_id: int, outcome: Outcome) -> None:
         """Return once the outcome is committed; concurrent callers share one transaction."""
-        await self._group_writer().submit(_row(pipeline, run_id, outcome))
+        await self._group_writer().submit(_row(scope, run_id, outcome))
 
-    def record_many(self, pipeline: str, run_id: int, outcomes: Iterable[Outcome]) -> None:
+    def record_many(self, scope: Scope, run_id: int, outcomes: Iterable[Outcome]) -> None:
         """Record a batch synchronously, in one transaction."""
-        self._write([_row(pipeline, run_id, outcome) for outcome in outcomes])
+        self._write([_row(scope, run_id, outcome) for outcome in outcomes])
 
-    def failed_events(self, pipeline: str) -> Iterator[Event]:
-        """Events whose latest status is failed, rebuilt as they were sent, in id order.
+    def failed_events(self, scope: Scope, status: Status = Status.FAILED) -> Iterator[Event]:
+        """Events whose latest status is `status` (failed, or rejected for `--retry-rejected`),
+        rebuilt as they were sent, in id order; rejected events of schema 1 kept no body.
 
         Read page by page in short queries, so the caller may record outcomes for the
         events already yielded while iterating.
@@ -138,8 +165,9 @@ class StateStore:
         query = (
             sa.select(events.c.event_id, events.c.body, events.c.payload_hash, events.c.cursor)
             .where(
-                events.c.pipeline == pipeline,
-                events.c.status == Status.FAILED.value,
+                scope.where(events),
+                events.c.status == status.value,
+                events.c.body.is_not(None),
                 NOT_DELIVERED,
             )
             .order_by(events.c.event_id)
@@ -148,7 +176,7 @@ class StateStore:
         after: str | None = None
         while True:
             page_query = query if after is None else query.where(events.c.event_id > after)
-            with self.engine.connect() as connection:
+            with self._errors("read"), self.engine.connect() as connection:
                 page = connection.execute(page_query).all()
             for event_id, body, payload_hash, cursor in page:
                 yield Event(
@@ -162,18 +190,18 @@ class StateStore:
             after = page[-1][0]
 
     # -- watermark ------------------------------------------------------------------
-    def watermark(self, pipeline: str) -> Any:
+    def watermark(self, scope: Scope) -> Any:
         """The stored watermark in its original Python type, or None when never set."""
-        with self.engine.connect() as connection:
+        with self._errors("read"), self.engine.connect() as connection:
             text = connection.execute(
-                sa.select(watermarks.c.value).where(watermarks.c.pipeline == pipeline)
+                sa.select(watermarks.c.value).where(scope.where(watermarks))
             ).scalar_one_or_none()
         return decode_value(text)
 
-    def set_watermark(self, pipeline: str, value: Any) -> None:
+    def set_watermark(self, scope: Scope, value: Any) -> None:
         """Store an int, float, Decimal, str, date or datetime (aware or naive) watermark."""
-        row = {"pipeline": pipeline, "value": encode_value(value)}
-        with self.engine.begin() as connection:
+        row = {**scope.values(), "value": encode_value(value)}
+        with self._errors("write"), self.engine.begin() as connection:
             statement = _upsert(connection, watermarks, lambda new: {"value": new.value})
             connection.execute(statement, [row])
 
@@ -183,7 +211,7 @@ class StateStore:
         query = sa.select(sent_types.c.name, sent_types.c.type).where(
             sent_types.c.pipeline == pipeline, sent_types.c.role == role
         )
-        with self.engine.connect() as connection:
+        with self._errors("read"), self.engine.connect() as connection:
             return {name: kind for name, kind in connection.execute(query)}
 
     def set_sent_types(self, pipeline: str, role: str, types: dict[str, str]) -> None:
@@ -193,52 +221,64 @@ class StateStore:
         now = _now()
         rows = [{"pipeline": pipeline, "role": role, "name": name, "type": kind, "updated_at": now}
                 for name, kind in types.items()]
-        with self.engine.begin() as connection:
+        with self._errors("write"), self.engine.begin() as connection:
             connection.execute(_upsert(connection, sent_types, _type_update), rows)
 
     # -- reporting ------------------------------------------------------------------
-    def summary(self, pipeline: str) -> StateSummary:
-        """Recent runs, totals per status, watermark and the latest errors of one pipeline."""
-        with self.engine.connect() as connection:
+    def summary(self, pipeline: str) -> StatusReport:
+        """Recent runs, and per destination: totals, watermark and latest errors (masked)."""
+        with self._errors("read"), self.engine.connect() as connection:
             run_rows = connection.execute(
                 sa.select(runs)
                 .where(runs.c.pipeline == pipeline)
                 .order_by(runs.c.id.desc())
                 .limit(_LISTED)
             ).all()
-            counts = dict(
-                connection.execute(
-                    sa.select(events.c.status, sa.func.count())
+            scopes = [
+                Scope(pipeline, base_url, store_id)
+                for base_url, store_id in connection.execute(
+                    sa.select(events.c.base_url, events.c.store_id)
                     .where(events.c.pipeline == pipeline)
-                    .group_by(events.c.status)
+                    .union(
+                        sa.select(watermarks.c.base_url, watermarks.c.store_id).where(
+                            watermarks.c.pipeline == pipeline
+                        )
+                    )
+                    .order_by("base_url", "store_id")
                 ).all()
-            )
-            errors = connection.execute(
-                sa.select(events.c.event_id, events.c.last_error, events.c.last_at)
-                .where(
-                    events.c.pipeline == pipeline,
-                    events.c.status.in_([Status.FAILED.value, Status.REJECTED.value]),
-                    NOT_DELIVERED,
-                )
-                .order_by(events.c.last_at.desc(), events.c.event_id)
-                .limit(_LISTED)
+            ]
+            destinations = [self._destination(connection, scope) for scope in scopes]
+        return StatusReport.build(
+            pipeline, destinations, [_run_record(row) for row in run_rows]
+        )
+
+    def _destination(self, connection: sa.Connection, scope: Scope) -> DestinationStatus:
+        counts = dict(
+            connection.execute(
+                sa.select(events.c.status, sa.func.count())
+                .where(scope.where(events))
+                .group_by(events.c.status)
             ).all()
-        return StateSummary(
-            pipeline=pipeline,
-            runs=[
-                RunRecord(
-                    id=r.id,
-                    pipeline=r.pipeline,
-                    started_at=r.started_at,
-                    ended_at=r.ended_at,
-                    exit_code=r.exit_code,
-                    summary=json.loads(r.summary) if r.summary else {},
-                )
-                for r in run_rows
-            ],
-            totals={status: counts[status.value] for status in Status if status.value in counts},
-            watermark=self.watermark(pipeline),
-            last_errors=[(event_id, error or "", when) for event_id, error, when in errors],
+        )
+        errors = connection.execute(
+            sa.select(events.c.event_id, events.c.last_error, events.c.last_at)
+            .where(
+                scope.where(events),
+                events.c.status.in_([Status.FAILED.value, Status.REJECTED.value]),
+                NOT_DELIVERED,
+            )
+            .order_by(events.c.last_at.desc(), events.c.event_id)
+            .limit(_LISTED)
+        ).all()
+        watermark = connection.execute(
+            sa.select(watermarks.c.value).where(scope.where(watermarks))
+        ).scalar_one_or_none()
+        return DestinationStatus.build(
+            scope.base_url,
+            scope.store_id,
+            {status: counts[status.value] for status in Status if status.value in counts},
+            decode_value(watermark),
+            [(event_id, error or "", when) for event_id, error, when in errors],
         )
 
     def close(self) -> None:
@@ -248,6 +288,10 @@ class StateStore:
         self._closed = True
         if self._writer is not None:
             self._writer.stop()
+        if self._reserve is not None:
+            self._reserve.free()
+        if self._run_lock is not None:
+            self._run_lock.release()
         self.engine.dispose()
 
     # -- internals ------------------------------------------------------------------
@@ -267,7 +311,7 @@ class StateStore:
         """Upsert outcome rows in one transaction; attempts add up, the rest is the latest."""
         if not rows:
             return
-        with self.engine.begin() as connection:
+        with self._errors("write"), self.engine.begin() as connection:
             connection.execute(_upsert(connection, events, _event_update), _merge(rows))
         self.commits += 1
 
@@ -343,11 +387,24 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _row(pipeline: str, run_id: int, outcome: Outcome) -> dict[str, Any]:
+def _run_record(row: Any) -> RunRecord:
+    return RunRecord(
+        id=row.id,
+        pipeline=row.pipeline,
+        base_url=row.base_url,
+        store_id=row.store_id,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        exit_code=row.exit_code,
+        summary=json.loads(row.summary) if row.summary else {},
+    )
+
+
+def _row(scope: Scope, run_id: int, outcome: Outcome) -> dict[str, Any]:
     event = outcome.event
     now = _now()
     return {
-        "pipeline": pipeline,
+        **scope.values(),
         "event_id": event.id,
         "payload_hash": event.payload_hash,
         "status": outcome.status.value,
@@ -356,17 +413,18 @@ def _row(pipeline: str, run_id: int, outcome: Outcome) -> dict[str, Any]:
         "first_at": now,
         "last_at": now,
         "run_id": run_id,
-        # Only a failed event is ever resent from state; delivered bodies would only grow the file.
-        "body": event.body if outcome.status is Status.FAILED else None,
+        # Only failed and rejected events are resent from state (the latter with
+        # --retry-rejected); delivered bodies would only grow the file.
+        "body": None if outcome.status is Status.DELIVERED else event.body,
         "cursor": encode_value(event.cursor),
     }
 
 
 def _merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per event: an upsert statement may not touch the same row twice."""
-    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    merged: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for row in rows:
-        key = (row["pipeline"], row["event_id"])
+        key = (row["pipeline"], row["base_url"], row["store_id"], row["event_id"])
         earlier = merged.get(key)
         if earlier is not None:
             row = {**row, "attempts": earlier["attempts"] + row["attempts"]}
@@ -411,7 +469,7 @@ def _upsert(
 
         statement = insert(table)
         return statement.on_duplicate_key_update(update(statement.inserted))
-    raise AbortError(f"the state store supports SQLite, PostgreSQL and MySQL/MariaDB, not {name}")
+    raise StateError(f"the state store supports SQLite, PostgreSQL and MySQL/MariaDB, not {name}")
 
 
 def _engine(url: str) -> sa.Engine:
@@ -426,24 +484,9 @@ def _engine(url: str) -> sa.Engine:
     @sa.event.listens_for(engine, "connect")
     def _pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=60000")  # first: switching to WAL may wait
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
         cursor.close()
 
     return engine
-
-
-def _create_or_upgrade(engine: sa.Engine) -> None:
-    """Create missing tables and stamp the schema version; refuse a newer schema."""
-    metadata.create_all(engine)
-    with engine.begin() as connection:
-        stored = connection.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
-        if stored is None:
-            connection.execute(schema_version.insert().values(version=SCHEMA_VERSION))
-        elif stored > SCHEMA_VERSION:
-            where = engine.url.render_as_string(hide_password=True)
-            raise AbortError(
-                f"state store {where} has schema version {stored}, newer than this etl "
-                f"understands ({SCHEMA_VERSION}); upgrade yotpo-events-etl"
-            )
