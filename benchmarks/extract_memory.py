@@ -1,7 +1,9 @@
 """Peak memory of extracting 10,000,000 Parquet rows (and 2,000,000 CSV rows) in 50k chunks.
 
-Each extraction runs in a child process (so the parent's data generation does not count)
-and reads every column through `etl.extract`; the figure is the child's peak RSS.
+The rows are the realistic export of benchmarks/realistic.py (the CSV with its NaN/NULL
+markers in number columns). Each extraction runs in a child process (so the parent's
+data generation does not count) and reads every column through `etl.extract`; the
+figure is the child's peak RSS.
 Target (issue #2): peak RSS < 500 MB, i.e. bounded by the chunk, not the file.
 """
 
@@ -14,68 +16,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+from benchmarks import realistic
 
 ROWS = 10_000_000
 CSV_ROWS = 2_000_000
-GROUP = 1_000_000
 CHUNK = 50_000
 TARGET_MB = 500
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).parent / ".data"
-
-
-def _group(rng: np.random.Generator, start: int, n: int) -> pa.Table:
-    """One row group of realistic orders, built with Arrow kernels (no Python objects)."""
-    ids = pc.cast(pa.array(np.arange(start, start + n)), pa.string())
-    customers = pc.cast(pa.array(rng.integers(0, 500_000, n)), pa.string())
-    seconds = rng.integers(1_700_000_000, 1_730_000_000, n).astype("datetime64[s]")
-    return pa.table({
-        "order_id": pc.binary_join_element_wise("o-", ids, ""),
-        "customer_id": pc.binary_join_element_wise("c-", customers, ""),
-        "email": pc.binary_join_element_wise("user", customers, "@example.com", ""),
-        "shipped_at": pa.array(seconds, pa.timestamp("s", "UTC")).cast(pa.timestamp("us", "UTC")),
-        "order_total": pa.array(np.round(rng.random(n) * 200, 2)),
-        "item_count": pa.array(rng.integers(1, 9, n)),
-        "gift": pa.array(rng.random(n) < 0.1),
-        "currency": pa.array(np.where(rng.random(n) < 0.8, "USD", "EUR")).dictionary_encode(),
-    })
-
-
-def make_source(path: Path, rows: int = ROWS) -> None:
-    """Write the file once, one row group at a time (the generator's memory stays small)."""
-    if path.exists() and pq.ParquetFile(path).metadata.num_rows == rows:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(11)
-    writer = None
-    try:
-        for start in range(0, rows, GROUP):
-            table = _group(rng, start, min(GROUP, rows - start))
-            writer = writer or pq.ParquetWriter(path, table.schema)
-            writer.write_table(table)
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-def make_csv(parquet: Path, path: Path, rows: int = CSV_ROWS) -> None:
-    """The first `rows` rows of the Parquet file as CSV, written batch by batch."""
-    if path.exists():
-        return
-    source = pq.ParquetFile(parquet)
-    schema = pa.schema(f.with_type(pa.string()) if pa.types.is_dictionary(f.type) else f
-                       for f in source.schema_arrow)
-    with pacsv.CSVWriter(path, schema) as writer:
-        for batch in source.iter_batches(batch_size=100_000):
-            writer.write_table(pa.Table.from_batches([batch]).cast(schema))
-            rows -= batch.num_rows
-            if rows <= 0:
-                break
 
 
 def child(kind: str, path: str) -> None:
@@ -116,10 +63,8 @@ def _report(label: str, figures: dict[str, float]) -> None:
 
 
 def main() -> None:
-    parquet, csv = DATA / "orders_10m.parquet", DATA / "orders_2m.csv"
-    make_source(parquet)
-    make_csv(parquet, csv)
-    print(f"Parquet {parquet.stat().st_size / 1e6:,.0f} MB (row groups of {GROUP:,}), "
+    parquet, csv = realistic.parquet(ROWS), realistic.csv(CSV_ROWS)
+    print(f"Parquet {parquet.stat().st_size / 1e6:,.0f} MB (row groups of {realistic.GROUP:,}), "
           f"CSV {csv.stat().st_size / 1e6:,.0f} MB")
     figures = _extract("parquet", parquet)
     _report("parquet", figures)

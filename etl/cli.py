@@ -24,6 +24,7 @@ from etl.definition import parse_pipeline
 from etl.errors import DefinitionError, EtlError, RunInterrupted
 from etl.logs import LOG_FORMATS, json_logs
 from etl.logs import configure as configure_logs
+from etl.memory import bound_arrow_memory
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import RunReport, print_summary
 from etl.sandbox.command import sandbox_command
@@ -172,6 +173,7 @@ def main(verbose: bool, log_format: str) -> None:
     # What the imports made lives as long as the process: out of the collector's sight,
     # its full passes (during the run, and several at exit) stop walking 130,000 objects.
     gc.freeze()
+    bound_arrow_memory()
 
 
 _RUN_EPILOG = """\b

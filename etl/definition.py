@@ -218,6 +218,8 @@ class Destination(_Frozen):
     concurrency: Annotated[int, Field(gt=0, le=1024)] = 8
     timeout: Annotated[float, Field(gt=0)] = 30.0
     max_retries: Annotated[int, Field(ge=0)] = 8
+    max_pause: Annotated[float, Field(gt=0)] = 300.0  # a longer Retry-After is clamped to it
+    max_response_bytes: Annotated[int, Field(ge=1024)] = 1 << 20  # a bigger answer is an error
 
     @field_validator("token", "secret")
     @classmethod

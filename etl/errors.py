@@ -7,6 +7,8 @@
     │   ├── AuthError             the API refused the token (401/403)
     │   ├── SourceError           the source is unreachable or unreadable
     │   ├── TooManyFailures       consecutive failures suggest the API is down
+    │   ├── Unreachable           the API never answered: connection refused, DNS failure
+    │   ├── ConfigRefused         the API keeps answering a non-row 4xx (404, 405, ...)
     │   └── StateError            the state store is unreachable, read-only, full or busy
     └── RunInterrupted            SIGINT/SIGTERM: state committed, summary printed (exit 130)
 
@@ -62,6 +64,18 @@ class SourceError(AbortError):
 
 class TooManyFailures(AbortError):
     """Too many consecutive requests failed after all retries: the API looks down."""
+
+
+class Unreachable(AbortError):
+    """No connection to the API could be made, and no request has succeeded yet."""
+
+
+class ConfigRefused(AbortError):
+    """The API keeps answering the same non-row 4xx (404, 405, 410, 415, ...).
+
+    Such an answer judges the configuration (path, base URL, store), not the event, so
+    the events it answered are left without an outcome: a rerun after the fix sends them.
+    """
 
 
 class RunInterrupted(EtlError):

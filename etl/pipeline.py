@@ -111,7 +111,8 @@ def _unsendable(pipeline: Pipeline, extractor: Any, available: set[str]) -> list
 class _Prepared:
     """One chunk after validation and transformation, with what the loop must count."""
 
-    chunk: pd.DataFrame
+    chunk: pd.DataFrame  # the source rows; empty unless a real run may need them back
+    rows: int
     labels: list[Any]  # original index label of each event
     batch: EventBatch
     valid: int
@@ -260,7 +261,8 @@ class _Run:
                 batch = batch.take(keep)
                 labels = [labels[i] for i in keep]
         return _Prepared(
-            chunk,
+            chunk if self.mode == "run" else chunk.iloc[:0],  # 30 MB a chunk held in the queue
+            len(chunk),
             labels,
             batch,
             valid=len(split.valid),
@@ -293,7 +295,7 @@ class _Run:
     # -- the async side -----------------------------------------------------------
     def _account(self, prepared: _Prepared) -> None:
         report = self.report
-        report.extracted += len(prepared.chunk)
+        report.extracted += prepared.rows
         report.valid += prepared.valid
         report.skipped_unchanged += prepared.skipped
         for cursor in prepared.skipped_cursors:
@@ -346,6 +348,9 @@ class _Run:
                 yield item
         finally:
             producer.cancel()
+            cancel = getattr(self.extractor, "cancel", None)
+            if cancel is not None and not self.extraction_complete:
+                cancel()  # a SQL read in the worker thread: stop it now, not when it ends
 
     async def _batches(self) -> AsyncIterator[EventBatch]:
         """Failed events of earlier runs first (and rejected ones with --retry-rejected),
@@ -434,15 +439,29 @@ class _Run:
         from etl.load import Loader
 
         async with Loader(self.pipeline.destination, client=client, stats=self.stats) as loader:
+            watcher = asyncio.create_task(self._watch(loader.stats))
             try:
                 await loader.deliver(self._events(), self._on_outcome)
             finally:
-                stats = loader.stats
-                self.report.requests = stats.requests
-                self.report.http_retries = stats.retries
-                self.report.http_429 = stats.http_429
-                self.report.limiter_wait_s = stats.limiter_wait_s
-                self.report.pause_429_s = stats.pause_429_s
+                watcher.cancel()
+                self._copy_stats(loader.stats)
+
+    async def _watch(self, stats: LoadStats) -> None:
+        """Refresh the progress line every second: a pause or an outage has no outcomes."""
+        while True:
+            await asyncio.sleep(1.0)
+            self._copy_stats(stats)
+            self.progress.tick()
+
+    def _copy_stats(self, stats: LoadStats) -> None:
+        report = self.report
+        report.requests = stats.requests
+        report.http_retries = stats.retries
+        report.http_429 = stats.http_429
+        report.limiter_wait_s = stats.limiter_wait_s
+        report.pause_429_s = stats.pause_429_s
+        report.last_error = stats.last_error
+        report.paused_until = stats.paused_until
 
     async def _dry_run(self) -> None:
         """Whole batches at a time: a dry run is the benchmark of everything but HTTP."""

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from etl.redact import mask_free_text
 from etl.eta import Eta, estimate
 from etl.logs import progress_fields
 
@@ -59,6 +61,8 @@ class RunReport:
     exit_code: int = 0
     outcome: str = "completed"  # completed | aborted | interrupted
     error: str | None = None
+    last_error: str | None = None  # the latest failed HTTP try (masked when shown)
+    paused_until: datetime | None = None  # the end of the latest long pause the API asked for
 
     def reject(self, rule: str, count: int = 1) -> None:
         """Count rejects under a §5 rule name (or `api` for the API's refusals)."""
@@ -126,6 +130,8 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         rows.append(("watermark", report.watermark))
     if report.error:
         rows.append(("stopped because", report.error))
+    if report.last_error:
+        rows.append(("last HTTP error", mask_free_text(report.last_error)))
     for name, value in rows:
         table.add_row(name, str(value))
     console.print(table)
@@ -177,8 +183,17 @@ class ProgressDisplay:
         return (
             f"{read}, valid {r.valid:,}, rejected {r.rejected:,}, "
             f"skipped {r.skipped_unchanged:,}, sent {r.delivered + r.written:,}, failed {r.failed:,}, "
-            f"{eta.rate_per_s:,.1f}/s{left}"
+            f"{eta.rate_per_s:,.1f}/s{left}{self._trouble()}"
         )
+
+    def _trouble(self) -> str:
+        """A pause the API asked for that is still on, and the latest failed try."""
+        r, notes = self.report, ""
+        if r.paused_until is not None and r.paused_until > datetime.now(r.paused_until.tzinfo):
+            notes += f", paused by the API until {r.paused_until:%H:%M:%S}"
+        if r.last_error:
+            notes += f", last error: {mask_free_text(r.last_error)}"
+        return notes
 
     def eta(self) -> Eta:
         """The run's ETA now (see `etl.eta`)."""

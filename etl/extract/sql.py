@@ -18,6 +18,10 @@ normalised so the same data gives the same frame everywhere:
     SQLite text times      stay text (SQLite has no timestamp type; the validator parses
                            them, and a text watermark compares as text)
 
+A read can be cancelled from another thread (`cancel()`, what SIGTERM calls): PostgreSQL
+drivers cancel the running statement server-side, MySQL/MariaDB get `KILL QUERY` from a
+second connection, so a stopped run does not wait for a long query to finish (SPEC §7).
+
 A column whose type the driver does not name and that is NULL throughout the first chunk
 is typed by one probing query for its first non-null value; only where even that fails
 (a dialect without LIMIT) is it object (all None) until its first value, which leaves ids
@@ -62,6 +66,7 @@ class SqlExtractor:
         self.source = source
         self._url = source.url.get_secret_value()
         self.query = source.query.strip().rstrip(";").strip()
+        self._reading: sa.Connection | None = None  # the connection `chunks` is reading from
         self._rows: int | None = None
 
     @property
@@ -85,6 +90,7 @@ class SqlExtractor:
         """Frames of at most chunk_size rows of `columns`, the window applied by the database."""
         size = self.source.chunk_size
         with self._connection() as connection:
+            self._reading = connection
             if self.source.count:
                 self._rows = self._count(connection, window)
             streaming = connection.execution_options(stream_results=True, yield_per=size)
@@ -103,10 +109,27 @@ class SqlExtractor:
             except sa.exc.SQLAlchemyError as exc:
                 raise SourceError(self._message("reading the query's rows failed", exc)) from None
             finally:
+                self._reading = None
                 if finished:
                     result.close()
                 else:
                     _abandon(result, connection)
+
+    def cancel(self) -> None:
+        """Stop the statement `chunks` is waiting on (called from another thread); the read
+        then ends with SourceError. Dialects without a known way are left to finish."""
+        connection = self._reading
+        if connection is None:
+            return
+        try:
+            raw = connection.connection.dbapi_connection
+            if connection.dialect.name == "postgresql":
+                (getattr(raw, "cancel_safe", None) or raw.cancel)()  # psycopg 3.2+, else 3.x/2
+            elif connection.dialect.name in ("mysql", "mariadb"):
+                with connection.engine.connect() as killer:
+                    killer.execute(sa.text(f"KILL QUERY {int(raw.thread_id())}"))
+        except Exception:  # noqa: BLE001 - best effort: the read may have just ended
+            return
 
     def estimated_rows(self) -> int | None:
         """`SELECT count(*)` of the windowed query, when `source.count: true` asked for it."""

@@ -101,9 +101,10 @@ class Limiter:
             slot = max(slot, window[0] + 1.0 + MARGIN_S)
         return slot
 
-    def pause(self, seconds: float) -> None:
-        """Hold every slot until `seconds` from now (a pause already longer stays)."""
+    def pause(self, seconds: float) -> float:
+        """Hold every slot until `seconds` from now (a pause already longer stays); the end."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
+        return self._paused_until
 
     def throttled(self) -> None:
         """The API answered 429: slow down (once per DECREASE_EVERY_S, whatever the burst)."""

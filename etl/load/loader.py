@@ -4,7 +4,11 @@ Each worker takes an event, sends it until it has an outcome (retrying per
 `etl.load.retry`), awaits the caller's `on_outcome` and only then takes the next
 one, so what a `kill -9` re-sends is bounded by `concurrency`. A refused token is
 renewed once from the secret, for all workers at once; a run that cannot
-authenticate, or whose events keep failing, stops every worker and raises.
+authenticate, whose events keep failing, whose API never answered a connection, or
+that keeps getting a 4xx about its configuration (404, 405...), stops every worker
+and raises. Such an abort leaves the events in flight without an outcome, so a rerun
+after the fix sends them. Pauses the API asks for are clamped to `max_pause`; a long
+one is logged once and kept in `stats.paused_until` for the progress line.
 
     async with Loader(pipeline.destination) as loader:
         await loader.deliver(events, on_outcome)
@@ -14,9 +18,13 @@ authenticate, or whose events keep failing, stops every worker and raises.
 from __future__ import annotations
 
 import asyncio
+import logging
+import math
+import time
 import urllib.request
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
@@ -24,7 +32,7 @@ import httpx
 
 from etl import wire
 from etl.definition import Destination
-from etl.errors import AuthError, TooManyFailures
+from etl.errors import AuthError, ConfigRefused, TooManyFailures, Unreachable
 from etl.events import Event, Outcome, Status
 from etl.load.limiter import Limiter
 from etl.load.retry import (
@@ -32,6 +40,7 @@ from etl.load.retry import (
     api_message,
     backoff,
     classify,
+    pause_cause,
     quota_spent,
     throttle_reset,
     transport_error,
@@ -40,6 +49,16 @@ from etl.load.transport import KeepAliveTransport
 
 #: Consecutive failed outcomes after which the API is taken to be down (SPEC §2, exit 3).
 MAX_CONSECUTIVE_FAILURES = 50
+#: The same non-row 4xx answering this many requests in a row aborts the run (SPEC §5).
+CONFIG_REFUSALS = 3
+#: Failed connections of one event, before the API ever answered, that abort the run: a few
+#: seconds of back-off, so a blip at start-up passes but a dead address fails fast.
+UNREACHABLE_TRIES = 3
+#: A pause at least this long, or one clamped to max_pause, is logged (once) and shown on the
+#: progress line (SPEC §7).
+VISIBLE_PAUSE_S = 5.0
+
+log = logging.getLogger("etl.load")
 
 OnOutcome = Callable[[Outcome], Awaitable[None]]
 
@@ -62,6 +81,10 @@ class LoadStats:
     """Wall time sending was paused on the API's word (429, Retry-After, Remaining 0)."""
     token_refreshes: int = 0
     """Access tokens generated from the secret."""
+    last_error: str | None = None
+    """The error of the latest failed try, for the progress line and the summary."""
+    paused_until: datetime | None = None
+    """Local time the latest long or clamped pause the API asked for ends."""
 
     def count(self, status: int | str) -> None:
         """One more answer of this status."""
@@ -124,11 +147,16 @@ class _Credentials:
         url = destination.base_url.rstrip("/") + wire.ACCESS_TOKEN_PATH.format(
             store_id=destination.store_id
         )
+        unconnected = 0
         for attempt in range(1, destination.max_retries + 2):
             try:
                 response = await self._client.post(url, json={"secret": self._secret})
             except httpx.TransportError as exc:
                 problem = transport_error(exc)
+                if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                    unconnected += 1
+                    if unconnected >= UNREACHABLE_TRIES:
+                        raise _unreachable_abort(httpx.URL(url), problem) from None
             else:
                 if response.status_code in (401, 403):
                     raise AuthError(
@@ -171,7 +199,10 @@ def _own_client(destination: Destination) -> httpx.AsyncClient:
     if proxy and not urllib.request.proxy_bypass(url.host):
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         return httpx.AsyncClient(limits=limits, timeout=timeout)
-    return httpx.AsyncClient(transport=KeepAliveTransport(pool, timeout), timeout=timeout)
+    transport = KeepAliveTransport(
+        pool, timeout, max_response_bytes=destination.max_response_bytes
+    )
+    return httpx.AsyncClient(transport=transport, timeout=timeout)
 
 
 class Loader:
@@ -195,6 +226,9 @@ class Loader:
         self._limiter = Limiter(destination.rate_limit)
         self._credentials = _Credentials(destination, self._client, self.stats)
         self._failed_in_a_row = 0
+        self._answered = False  # any HTTP answer yet: a refused connection is then no surprise
+        self._refusals = (0, 0)  # (status, count) of the non-row 4xx answering in a row
+        self._pause_shown = -math.inf  # monotonic end of the last pause logged
 
     async def __aenter__(self) -> Loader:
         return self
@@ -264,7 +298,7 @@ class Loader:
     async def _send(self, event: Event) -> Outcome:
         """Try `event` until it has an outcome (or AuthError ends the run)."""
         stats, limiter, credentials = self.stats, self._limiter, self._credentials
-        attempts = failures = 0
+        attempts = failures = unconnected = 0
         while True:
             generation = credentials.generation
             paced, paused = await limiter.acquire()
@@ -277,9 +311,17 @@ class Loader:
                 response = await self._client.post(
                     self._url, content=event.body, headers=credentials.headers
                 )
+            except httpx.LocalProtocolError:  # never on the wire: our request is malformed
+                raise ConfigRefused(
+                    f"a request to {self._url} was refused before sending: a header name or "
+                    "value holds CR, LF or NUL (check destination.token)"
+                ) from None
             except httpx.TransportError as exc:
                 stats.count("timeout" if isinstance(exc, httpx.TimeoutException) else "connection")
                 verdict, error = Verdict.RETRY, transport_error(exc)
+                if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+                    unconnected += 1
+                    self._unreachable(unconnected, error)
             else:
                 verdict = self._observe(response, failures)
                 if verdict is Verdict.AUTH:
@@ -289,30 +331,88 @@ class Loader:
                     return Outcome(event, Status.DELIVERED, attempts)
                 if verdict is Verdict.REJECTED:
                     return Outcome(event, Status.REJECTED, attempts, api_message(response))
-                error = f"HTTP {response.status_code}: {api_message(response)}"
+                error = _answer_error(response)
+                if verdict is Verdict.CONFIG:
+                    self._config_refusal(response.status_code, error)
+            stats.last_error = error
             failures += 1
             if failures > self.destination.max_retries:
                 return Outcome(event, Status.FAILED, attempts, error)
-            if verdict is Verdict.RETRY:
+            if verdict in (Verdict.RETRY, Verdict.CONFIG):
                 await asyncio.sleep(backoff(failures))
+
+    def _unreachable(self, tries: int, error: str) -> None:
+        """Abort when one event could not connect `UNREACHABLE_TRIES` times and nothing ever
+        answered: a wrong host or a dead port, not an outage in the middle of a run."""
+        if not self._answered and tries >= UNREACHABLE_TRIES:
+            raise _unreachable_abort(self._url, error)
+
+    def _config_refusal(self, status: int, error: str) -> None:
+        """Count a non-row 4xx; the same status `CONFIG_REFUSALS` times in a row aborts."""
+        last, count = self._refusals
+        count = count + 1 if status == last else 1
+        self._refusals = (status, count)
+        if count >= CONFIG_REFUSALS:
+            raise ConfigRefused(
+                f"the API answered HTTP {status} to {CONFIG_REFUSALS} requests in a row at "
+                f"{self._url} ({error}): the configuration is wrong (destination.base_url, path or "
+                "store_id), not the rows; these events stay unsent, rerun after the fix"
+            )
+
+    def _pause(self, seconds: float, cause: str) -> None:
+        """Hold every worker `seconds`, at most `max_pause`; a long pause is logged once."""
+        cap = self.destination.max_pause
+        clamped = seconds > cap
+        if clamped:
+            cause, seconds = f"{cause}, clamped to destination.max_pause {cap:g} s", cap
+        end = self._limiter.pause(seconds)
+        if not clamped and seconds < VISIBLE_PAUSE_S:
+            return
+        if end < self._pause_shown + min(seconds, VISIBLE_PAUSE_S):
+            return  # the pause already shown: every worker's 429 says the same
+        self._pause_shown = end
+        until = datetime.now().astimezone() + timedelta(seconds=end - time.monotonic())
+        self.stats.paused_until = until
+        log.warning(
+            "store %s: paused by the API until %s (%.0f s): %s",
+            self.destination.store_id, f"{until:%H:%M:%S}", seconds, cause,
+        )
 
     def _observe(self, response: httpx.Response, failures: int) -> Verdict:
         """Count an answer and let the limiter and the credentials learn from it."""
         stats, limiter = self.stats, self._limiter
         stats.count(response.status_code)
+        self._answered = True
         verdict = classify(response.status_code)
+        if verdict is not Verdict.CONFIG:
+            self._refusals = (0, 0)
         if verdict is Verdict.THROTTLED:
             stats.http_429 += 1
             limiter.throttled()
-            limiter.pause(throttle_reset(response.headers) or backoff(failures + 1))
+            wait = throttle_reset(response.headers)
+            self._pause(wait or backoff(failures + 1), pause_cause(response))
         elif verdict is not Verdict.AUTH:
             self._credentials.accepted()
             spent = quota_spent(response.headers)
             if spent is None:
                 limiter.clean()
             else:
-                limiter.pause(spent)
+                self._pause(spent, pause_cause(response))
         return verdict
+
+
+def _unreachable_abort(url: httpx.URL, error: str) -> Unreachable:
+    """The abort of a run whose API could not be connected to: the host and the cause."""
+    return Unreachable(
+        f"the API at {url.scheme}://{url.netloc.decode()} cannot be reached ({error}); "
+        "nothing was sent: check destination.base_url and the network, then rerun"
+    )
+
+
+def _answer_error(response: httpx.Response) -> str:
+    """`HTTP 404: <the API's message>`, the status said once."""
+    message = api_message(response)
+    return message if message.startswith("HTTP ") else f"HTTP {response.status_code}: {message}"
 
 
 async def _to_the_end(awaitable: Awaitable[Any]) -> None:

@@ -3,8 +3,10 @@
     2xx                       delivered
     401, 403                  the token was refused: renew it once, else abort the run
     429                       retried after the API's reset (every worker of the store pauses)
-    5xx, timeout, connection  retried after back-off
-    other 4xx                 rejected with the API's message
+    5xx, 408, timeout, connection  retried after back-off
+    400, 422                  rejected with the API's message: the answer judges the row
+    other 4xx                 the configuration is wrong (404 path, 405, 410, 415...): retried
+                              like a 5xx, and the loader aborts when it keeps coming (SPEC §5)
 
 The waits come from the API's headers when they make sense and from the back-off
 schedule otherwise: a `Retry-After: 0`, a missing or a garbage value must never
@@ -42,6 +44,10 @@ class Verdict(enum.Enum):
     AUTH = "auth"
     THROTTLED = "throttled"
     RETRY = "retry"
+    CONFIG = "config"
+
+#: The answers that judge the row itself (SPEC §5); every other 4xx judges the configuration.
+ROW_STATUSES = frozenset({400, 422})
 
 
 def classify(status: int) -> Verdict:
@@ -52,8 +58,10 @@ def classify(status: int) -> Verdict:
         return Verdict.AUTH
     if status == 429:
         return Verdict.THROTTLED
-    if 400 <= status < 500:
+    if status in ROW_STATUSES:
         return Verdict.REJECTED
+    if 400 <= status < 500 and status != 408:
+        return Verdict.CONFIG
     return Verdict.RETRY  # 5xx and anything unexpected: the API may answer better later
 
 
@@ -110,6 +118,15 @@ def throttle_reset(headers: httpx.Headers) -> float | None:
         if wait is not None:
             return wait
     return None
+
+
+def pause_cause(response: httpx.Response) -> str:
+    """Why the API made us wait, for the log: the status and the header that said how long."""
+    headers = response.headers
+    for name in ("Retry-After", "RateLimit-Reset", "X-RateLimit-Reset-Minute"):
+        if (value := headers.get(name)) is not None:
+            return f"HTTP {response.status_code}, {name}: {value[:40]}"
+    return f"HTTP {response.status_code}, back-off"
 
 
 def quota_spent(headers: httpx.Headers) -> float | None:
