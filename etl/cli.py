@@ -25,6 +25,7 @@ from etl.errors import DefinitionError, EtlError, RunInterrupted
 from etl.logs import LOG_FORMATS, json_logs
 from etl.logs import configure as configure_logs
 from etl.memory import bound_arrow_memory
+from etl.partition import Partition, not_mine
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import RunReport, print_summary
 from etl.sandbox.command import sandbox_command
@@ -176,6 +177,13 @@ def main(verbose: bool, log_format: str) -> None:
     bound_arrow_memory()
 
 
+def _partition(context: click.Context, parameter: click.Parameter, value: str | None) -> Any:
+    try:
+        return None if value is None else Partition.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 _RUN_EPILOG = """\b
 Exit codes: 0 every valid row delivered; 1 completed, some rows rejected or failed;
 2 usage or definition error; 3 aborted (token refused, source or API unreachable,
@@ -209,11 +217,13 @@ rejected rows in .etl/rejects/<pipeline>/<run id>.csv."""
 @click.option("--progress-interval", type=click.FloatRange(min=0.1), default=10.0,
               show_default=True, metavar="SECONDS",
               help="Seconds between progress log lines when not on a terminal.")
+@click.option("--partition", metavar="K/N", callback=_partition,
+              help="Take only the stores whose hash mod N is K (e.g. a Job's completion index).")
 @_each_file
 def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: int | None,
                 since: str | None, until: str | None, full_refresh: bool, retry_rejected: bool,
                 report_json: Path | None, metrics_port: int | None, metrics_host: str,
-                progress_interval: float) -> int:
+                progress_interval: float, partition: Partition | None) -> int:
     """Extract, validate, transform and load one or more pipelines.
 
     Resumable: rerun after any stop and it continues; unchanged events are skipped.
@@ -226,6 +236,9 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
         raise click.UsageError("--output goes with --dry-run")
     if len(click.get_current_context().params["pipeline_files"]) > 1 and (output or report_json):
         raise click.UsageError("--output and --report-json take one PIPELINE.yaml at a time")
+    if partition is not None and (skip := not_mine(parse_pipeline(pipeline_file), partition)):
+        click.echo(skip)
+        return 0
     pipeline = load_pipeline(pipeline_file)
     options = RunOptions(dry_run=dry_run, output=output, limit=limit, since=since, until=until,
                          full_refresh=full_refresh, retry_rejected=retry_rejected,
@@ -251,8 +264,10 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
 def validate_command(pipeline_file: str) -> int:
     """Check every row against the API's rules; write rejects to the quarantine file.
 
-    Needs no destination credentials. Exits 0 when every row is valid, 1 when some
-    were rejected, 2 for a definition error (with several files: the worst).
+    Prints every mapped column's type as read (declared or inferred), the JSON type it is
+    sent as and its null count, then the rejects by rule. Needs no destination
+    credentials. Exits 0 when every row is valid, 1 when some were rejected, 2 for a
+    definition error (with several files: the worst).
 
     \b
     Example:
@@ -262,6 +277,12 @@ def validate_command(pipeline_file: str) -> int:
     console = Console(file=sys.stdout, highlight=False)
     console.print(f"{report.pipeline}: {report.extracted:,} rows read, {report.valid:,} valid, "
                   f"{report.rejected:,} rejected")
+    types = Table("column", "read as", "sent as (JSON)", "nulls", title="column types")
+    for column in report.columns:
+        how = "declared" if column["declared"] else "inferred"
+        types.add_row(column["column"], f"{column['read_as']} ({how})", column["sent_as"],
+                      f"{column['nulls']:,}")
+    console.print(types)
     if report.rejected:
         table = Table("rule", "rows", "examples (masked)")
         for rule, count in report.rejected_by_rule.most_common():

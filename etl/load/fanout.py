@@ -66,8 +66,10 @@ class FanOut:
         credentials: StoreCredentials,
         client: httpx.AsyncClient | None = None,
         stats: LoadStats | None = None,
+        state_url: str | None = None,
     ) -> None:
         self.destination = destination
+        self._state_url = state_url  # each store's limiter may be shared through it (SPEC §11)
         self._credentials = credentials
         self._total = stats if stats is not None else LoadStats()
         self._own_client = client is None
@@ -179,7 +181,8 @@ class FanOut:
     async def _drive(self, store: str, lane: _Lane, on_outcome: OnOutcome) -> None:
         """One store's loader over its feed; an abort ends this store only."""
         try:
-            async with Loader(lane.destination, client=self._client, stats=lane.stats) as loader:
+            async with Loader(lane.destination, client=self._client, stats=lane.stats,
+                              state_url=self._state_url) as loader:
                 await loader.deliver(lane.feed, on_outcome)
         except AbortError as exc:
             lane.error = str(exc)
