@@ -21,7 +21,6 @@ import tempfile
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -81,12 +80,8 @@ class FanOut:
     async def __aenter__(self) -> FanOut:
         return self
 
-    async def __aexit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc: object) -> None:
+        """Close the shared client (when made here) and remove the spool folder."""
         if self._own_client:
             await self._client.aclose()
         self._spool.cleanup()
