@@ -264,3 +264,20 @@ def test_a_store_column_of_integers_hashes_like_the_constant_store(tmp_path: Pat
     ids = {json.loads(line)["id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()}
     assert ids == {event_id(store, "shopify_backfill", "order_shipped", [f"{store}-o{i}"])
                    for store in ("1001", "1002") for i in range(3)}
+
+
+def test_a_single_store_state_carries_over_to_the_store_column(tmp_path: Path, sandbox) -> None:
+    """A pipeline that loaded shop-a with a constant store id, then switched to the column:
+    shop-a's events are the same ids in the same state rows, so nothing is sent twice."""
+    server = sandbox(rate_limit=None)
+    source = csv(tmp_path, rows(["shop-a"], 5))
+    single = Stores(tmp_path, server.base_url, source, store_id="shop-a", token=server.token)
+    assert single.run().returncode == 0
+    frame = rows(["shop-a", "shop-b"], 5)
+    project = Stores(tmp_path, server.base_url, csv(tmp_path, frame), credentials="stores.yaml")
+    project.credentials({"shop-a": server.token, "shop-b": server.token})
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    report = project.report()
+    assert (report["skipped_unchanged"], report["delivered"]) == (5, 5)
+    assert server.stats("shop-a")["requests"] == 5 and len(server.events("shop-b")) == 5
