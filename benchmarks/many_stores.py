@@ -55,7 +55,9 @@ def _write_source(folder: Path, stores: int, per_store: int) -> None:
                 out.writerow([f"shop-{s:04d}", f"o-{s}-{i}", f"c-{i % 97}", "2024-03-01T12:30:00Z"])
 
 
-def _write_pipeline(folder: Path, base_url: str, token: str, stores: int, rate: float) -> Path:
+def _write_pipeline(
+    folder: Path, base_url: str, token: str, stores: int, rate: float, concurrency: int
+) -> Path:
     (folder / "stores.yaml").write_text(
         yaml.safe_dump({f"shop-{s:04d}": {"token": token} for s in range(stores)})
     )
@@ -69,7 +71,7 @@ def _write_pipeline(folder: Path, base_url: str, token: str, stores: int, rate: 
         },
         "destination": {
             "store_id": {"column": "shop_id"}, "credentials": "stores.yaml",
-            "base_url": base_url, "rate_limit": rate, "concurrency": CONCURRENCY,
+            "base_url": base_url, "rate_limit": rate, "concurrency": concurrency,
             "timeout": 30, "max_retries": 8,
         },
     }
@@ -83,14 +85,18 @@ def _max_in_window(times: list[float], window: float = 1.0) -> int:
     return max((bisect.bisect_left(times, t + window) - i for i, t in enumerate(times)), default=0)
 
 
-def measure(stores: int, rate: float, seconds: float) -> dict[str, float]:
+def measure(
+    stores: int, rate: float, seconds: float, concurrency: int = CONCURRENCY
+) -> dict[str, float]:
     """One run; returns (and prints) its figures."""
     per_store = int(rate * seconds)
     config = SandboxConfig(rate_limit=rate, latency_ms=150, latency_jitter_ms=100)
     with tempfile.TemporaryDirectory() as name, start_sandbox(config) as server:
         folder = Path(name)
         _write_source(folder, stores, per_store)
-        pipeline = _write_pipeline(folder, server.base_url, server.token, stores, rate)
+        pipeline = _write_pipeline(
+            folder, server.base_url, server.token, stores, rate, concurrency
+        )
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         result = subprocess.run(
@@ -123,7 +129,7 @@ def measure(stores: int, rate: float, seconds: float) -> dict[str, float]:
         "delivered": report["delivered"],
     }
     print(
-        f"{stores:>5} stores x {rate:g} req/s, {seconds:g} s of work: {len(times):,} requests, "
+        f"{stores:>5} stores x {rate:g} req/s (concurrency {concurrency}), {seconds:g} s of work: {len(times):,} requests, "
         f"{achieved:,.1f} req/s = {figures['ratio']:.3f} of {stores * rate:,.0f}; "
         f"429s {throttled}; max per store in 1 s {worst}; loader CPU {figures['cpu_cores']:.2f} "
         f"cores over {wall:.1f} s wall; peak RSS {figures['peak_rss_mb']:.0f} MB; "
@@ -188,13 +194,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stores", type=int)
     parser.add_argument("--rate", type=float, default=5.0)
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--concurrency", type=int, default=CONCURRENCY)
     parser.add_argument("--pool", action="store_true")
     args = parser.parse_args(argv if argv is not None else [])
     if args.pool:
         pool_cost()
         return
     if args.stores:
-        measure(args.stores, args.rate, args.seconds)
+        measure(args.stores, args.rate, args.seconds, args.concurrency)
         return
     measure(200, 5.0, args.seconds)
     measure(2000, 1.0, args.seconds)
