@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import contextlib
 import csv
 import json
 import os
@@ -129,7 +130,8 @@ def measure(
         "delivered": report["delivered"],
     }
     print(
-        f"{stores:>5} stores x {rate:g} req/s (concurrency {concurrency}), {seconds:g} s of work: {len(times):,} requests, "
+        f"{stores:>5} stores x {rate:g} req/s (concurrency {concurrency}), {seconds:g} s of "
+        f"work: {len(times):,} requests, "
         f"{achieved:,.1f} req/s = {figures['ratio']:.3f} of {stores * rate:,.0f}; "
         f"429s {throttled}; max per store in 1 s {worst}; loader CPU {figures['cpu_cores']:.2f} "
         f"cores over {wall:.1f} s wall; peak RSS {figures['peak_rss_mb']:.0f} MB; "
@@ -162,10 +164,8 @@ async def _post_all(
                 dropped += 1
 
     async def warm() -> None:
-        try:
+        with contextlib.suppress(httpx.TransportError):
             await client.get(f"{base_url}/_sandbox/health")
-        except httpx.TransportError:
-            pass
 
     await asyncio.gather(*(warm() for _ in range(connections)))  # connections opened first
     started = time.process_time()

@@ -481,7 +481,12 @@ class _Run:
         self.progress.tick()
 
     def _quarantine_api_reject(self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None) -> None:
-        row = origin[0].loc[[origin[1]]] if origin else pd.DataFrame(index=[0])
+        if origin:
+            row = origin[0].loc[[origin[1]]]
+        elif self.store_column and outcome.event.store is not None:  # many stores: no rows held
+            row = pd.DataFrame({self.store_column: [outcome.event.store]})
+        else:
+            row = pd.DataFrame(index=[0])
         self.quarantine.write(
             row.assign(**{REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id})
         )

@@ -35,7 +35,7 @@ class StoreSecret:
 
 
 class StoreCredentials:
-    """Looks up each store's credential: `lookup(store)` is the secret or the reason there is none."""
+    """Each store's credential: `lookup(store)` is the secret, or why there is none."""
 
     def __init__(self, destination: Destination, pipeline_file: Path) -> None:
         self._template = destination.token_file

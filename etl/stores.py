@@ -58,7 +58,7 @@ class StoreRouter:
         stores = [store_text(value) for value in valid[self.column].astype(object).tolist()]
         problems = [self._problem(store) for store in stores]
         bad = np.array([problem is not None for problem in problems], dtype=bool)
-        kept = valid.assign(**{self.column: stores})
+        kept = valid.assign(**{self.column: pd.Series(stores, index=valid.index, dtype=object)})
         if not bad.any():
             return kept, chunk.iloc[:0].assign(**{REJECT_RULE: [], REJECT_REASON: []})
         rejects = chunk.loc[valid.index[bad]].copy()

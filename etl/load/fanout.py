@@ -143,7 +143,8 @@ class FanOut:
             await asyncio.gather(*tasks, return_exceptions=True)
         aborted = {store: lane.error for store, lane in self._lanes.items() if lane.error}
         if aborted:
-            named = "; ".join(f"{store}: {error}" for store, error in list(aborted.items())[:NAMED_ABORTS])
+            first = list(aborted.items())[:NAMED_ABORTS]
+            named = "; ".join(f"{store}: {error}" for store, error in first)
             more = len(aborted) - NAMED_ABORTS
             raise StoresAborted(
                 f"{len(aborted)} of {len(self._lanes)} stores aborted ({named}"
