@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from etl.definition import Destination
 from etl.errors import AbortError, StoresAborted
 from etl.events import Event
-from etl.load.loader import Loader, LoadStats, OnOutcome, own_client
+from etl.load.loader import Loader, LoadStats, OnOutcome, _own_client
 from etl.load.spool import Feed
 from etl.store_credentials import StoreCredentials
 
@@ -73,7 +73,7 @@ class FanOut:
         self._total = stats if stats is not None else LoadStats()
         self._own_client = client is None
         stores = len(credentials.allow_list) if credentials.allow_list else DEFAULT_POOL
-        self._client = client or own_client(destination, destination.concurrency * stores)
+        self._client = client or _own_client(destination, destination.concurrency * stores)
         self._lanes: dict[str, _Lane] = {}
         self._spool = tempfile.TemporaryDirectory(prefix="etl-spool-")
 

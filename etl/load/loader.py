@@ -186,7 +186,7 @@ def _access_token(response: httpx.Response) -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def own_client(destination: Destination, pool: int | None = None) -> httpx.AsyncClient:
+def _own_client(destination: Destination, pool: int | None = None) -> httpx.AsyncClient:
     """A client with a keep-alive pool of `pool` (default: `concurrency`) connections.
 
     The lean transport, unless a proxy is configured for the API's URL: that one does
@@ -222,7 +222,7 @@ class Loader:
         self.destination = destination
         self.stats = stats if stats is not None else LoadStats()
         self._own_client = client is None
-        self._client = client if client is not None else own_client(destination)
+        self._client = client if client is not None else _own_client(destination)
         self._url = httpx.URL(destination.events_url)
         self._limiter = limiter_for(destination, state_url)  # shared when state/Redis allow
         self._credentials = _Credentials(destination, self._client, self.stats)
