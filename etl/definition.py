@@ -293,7 +293,9 @@ class Pipeline(_Frozen):
         references.append((event.occurred_at, "event.occurred_at"))
         customer = event.customer
         references += [(c, f"event.customer.{n}") for n, c in customer.identifier_columns().items()]
-        references += [(c, f"event.customer.properties.{n}") for n, c in customer.properties.items()]
+        references += [
+            (c, f"event.customer.properties.{n}") for n, c in customer.properties.items()
+        ]
         references += [(c, f"event.properties.{n}") for n, c in event.properties.items()]
         references += [(c, f"event.id.key[{i}]") for i, c in enumerate(event.id.key or ())]
         if event.id.column:
@@ -382,7 +384,10 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
 
 
 def parse_pipeline(path: str | os.PathLike[str]) -> Pipeline:
-    """Read, substitute, resolve and check a pipeline file; raise DefinitionError listing all problems."""
+    """Read, substitute, resolve and check a pipeline file.
+
+    Raises DefinitionError listing all problems at once.
+    """
     file = Path(path).resolve()
     if not file.is_file():
         raise DefinitionError(file, [("(file)", "pipeline file does not exist")])

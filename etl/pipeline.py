@@ -193,7 +193,8 @@ class _Run:
         if incremental is None:
             if self.options.since or self.options.until:
                 raise DefinitionError(
-                    self.pipeline.file, [("source.incremental", "--since/--until need an incremental cursor")]
+                    self.pipeline.file,
+                    [("source.incremental", "--since/--until need an incremental cursor")],
                 )
             return None
         after: Any = self.options.since
@@ -300,7 +301,8 @@ class _Run:
         try:
             return await asyncio.to_thread(function, *args)
         finally:
-            setattr(self.report, counter, getattr(self.report, counter) + time.perf_counter() - started)
+            spent = time.perf_counter() - started
+            setattr(self.report, counter, getattr(self.report, counter) + spent)
 
     async def _prepared_chunks(self) -> AsyncIterator[_Prepared]:
         """Prepare chunks one ahead of the consumer, in a worker thread."""
@@ -365,10 +367,14 @@ class _Run:
             self.watermark.blocked(event.cursor)
         self.progress.tick()
 
-    def _quarantine_api_reject(self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None) -> None:
+    def _quarantine_api_reject(
+        self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None
+    ) -> None:
         row = origin[0].loc[[origin[1]]] if origin else pd.DataFrame(index=[0])
         self.quarantine.write(
-            row.assign(**{REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id})
+            row.assign(**{
+                REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id
+            })
         )
 
     async def _load(self, client: httpx.AsyncClient | None) -> None:
@@ -437,7 +443,9 @@ class _Run:
             report, enabled=self.options.progress, interval=self.options.progress_interval,
             total_rows=self._total_rows,
         )
-        work = {"run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate}
+        work = {
+            "run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate
+        }
         watch = watching(
             self.progress, self.stats, state=self.state if self.mode == "run" else None,
             run_id=report.run_id, metrics_port=self.options.metrics_port,
@@ -578,7 +586,9 @@ async def run_async(
     return await _Run(pipeline, options, chosen).execute(client)
 
 
-def run(pipeline: Pipeline, options: RunOptions | None = None, *, mode: str | None = None) -> RunReport:
+def run(
+    pipeline: Pipeline, options: RunOptions | None = None, *, mode: str | None = None
+) -> RunReport:
     """Blocking wrapper of `run_async` for cron jobs and orchestrators."""
     return asyncio.run(run_async(pipeline, options, mode=mode))
 

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from etl.redact import mask_free_text
 from etl.eta import Eta, estimate
 from etl.logs import progress_fields
+from etl.redact import mask_free_text
 
 log = logging.getLogger("etl")
 
@@ -178,7 +178,8 @@ class ProgressDisplay:
         left = f", ETA {eta.seconds:,.0f}s {scope}" if eta.seconds and eta.remaining_events else ""
         return (
             f"{read}, valid {r.valid:,}, rejected {r.rejected:,}, "
-            f"skipped {r.skipped_unchanged:,}, sent {r.delivered + r.written:,}, failed {r.failed:,}, "
+            f"skipped {r.skipped_unchanged:,}, sent {r.delivered + r.written:,}, "
+            f"failed {r.failed:,}, "
             f"{eta.rate_per_s:,.1f}/s{left}{self._trouble()}"
         )
 

@@ -524,7 +524,8 @@ class Validator:
         def reasons(positions: np.ndarray) -> pd.Series:
             rows = table.iloc[positions].itertuples(index=False, name=None)  # iterrows: 1 ms/row
             return pd.Series(
-                ["; ".join(p + v for p, v in zip(table.columns, row) if isinstance(v, str))
+                ["; ".join(p + v for p, v in zip(table.columns, row, strict=True)
+                           if isinstance(v, str))
                  for row in rows]
             )
 

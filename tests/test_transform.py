@@ -11,13 +11,12 @@ from decimal import Decimal
 import orjson
 import pandas as pd
 import pytest
+from specs import event_spec
 
 from etl.definition import EventSpec
 from etl.events import EventBatch
 from etl.transform import NAMESPACE, Transformer, canonical, event_id
 from etl.validate import REJECT_REASON, Validator
-
-from specs import event_spec
 
 EVENT = EventSpec.model_validate(
     {

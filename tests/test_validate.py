@@ -9,13 +9,12 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from specs import event_spec
 
 from etl.definition import EventSpec
 from etl.identifiers import phone
 from etl.transform import Transformer
 from etl.validate import REJECT_REASON, REJECT_RULE, Validator, _plain_emails
-
-from specs import event_spec
 
 EVENT = EventSpec.model_validate(
     {

@@ -128,7 +128,7 @@ class SqlExtractor:
             elif connection.dialect.name in ("mysql", "mariadb"):
                 with connection.engine.connect() as killer:
                     killer.execute(sa.text(f"KILL QUERY {int(raw.thread_id())}"))
-        except Exception:  # noqa: BLE001 - best effort: the read may have just ended
+        except Exception:  # best effort: the read may have just ended
             return
 
     def estimated_rows(self) -> int | None:

@@ -19,7 +19,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -357,10 +357,8 @@ def _resolve(waiter: asyncio.Future[None], error: BaseException | None) -> None:
         else:
             waiter.set_exception(error)
 
-    try:
+    with suppress(RuntimeError):  # its event loop is closed: nobody is waiting any more
         waiter.get_loop().call_soon_threadsafe(settle)
-    except RuntimeError:  # its event loop is closed: nobody is waiting any more
-        pass
 
 
 def _now() -> datetime:
