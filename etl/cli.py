@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def _each_file(command: Callable[..., int]) -> Callable[..., None]:
     def wrapper(pipeline_files: tuple[str, ...], **kwargs: Any) -> None:
         worst = 0
         for file in pipeline_files:
-            code = _outcome(lambda file=file: command(file, **kwargs))
+            code = _outcome(partial(command, file, **kwargs))
             worst = max(worst, code)
             if code == RunInterrupted.exit_code:
                 break  # the user asked to stop: the remaining files wait for the next run
@@ -364,7 +364,8 @@ def _pending(summary: dict[str, Any]) -> int | str:
         return ""
     done = sum(summary.get(k, 0) for k in ("skipped_unchanged", "delivered", "failed"))
     done += summary.get("rejected_by_rule", {}).get("api", 0)
-    return max(summary.get("valid", 0) + summary.get("retried_from_last_run", 0) - done, 0)
+    pending: int = max(summary.get("valid", 0) + summary.get("retried_from_last_run", 0) - done, 0)
+    return pending
 
 
 @main.command("init")

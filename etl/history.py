@@ -9,6 +9,7 @@ see `etl.watch`); reject examples come from the runs' quarantine files, masked.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -127,7 +128,7 @@ def _truncated(dialect: str, bucket: str) -> sa.ColumnElement[str]:
     return sa.func.strftime("%Y-%m-%d %H:" + ("%M" if minute else "00"), events.c.last_at)
 
 
-def _hours(rows: list[Any]) -> list[tuple[str, dict[str, int]]]:
+def _hours(rows: Sequence[Any]) -> list[tuple[str, dict[str, int]]]:
     by_hour: dict[str, dict[str, int]] = defaultdict(dict)
     for hour, status, count in rows:
         by_hour[str(hour)][status] = int(count)

@@ -171,6 +171,8 @@ def _national(region: str) -> _Plan | None:
     if region not in phonenumbers.SUPPORTED_REGIONS:  # parse would refuse it
         return None
     metadata = PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None or metadata.country_code is None:
+        return None
     code = str(metadata.country_code)
     dialling = _first_digits(metadata.international_prefix)
     national = _first_digits(metadata.national_prefix_for_parsing)
@@ -190,6 +192,8 @@ def _own_code(region: str) -> tuple[str, ...]:
     if plan is None:
         return ()
     metadata = PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None or metadata.country_code is None or metadata.general_desc is None:
+        return ()
     number = metadata.country_code
     main = PhoneMetadata.metadata_for_region_or_calling_code(
         number, phonenumbers.region_code_for_country_code(number)

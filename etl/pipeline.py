@@ -335,8 +335,11 @@ class _Run:
         """Failed events of earlier runs first (and rejected ones with --retry-rejected),
         then the source's new or changed events."""
         statuses = [Status.FAILED] + ([Status.REJECTED] if self.options.retry_rejected else [])
-        for status in statuses if self.state is not None and not self.options.full_refresh else []:
-            earlier = self.state.failed_events(self.scope, status)
+        state = None if self.options.full_refresh else self.state
+        for status in statuses:
+            if state is None:
+                break
+            earlier = state.failed_events(self.scope, status)
             while batch := list(islice(earlier, RETRY_BATCH)):
                 self.retry_ids.update(event.id for event in batch)
                 self.report.retried_from_last_run += len(batch)

@@ -71,7 +71,8 @@ class RunReport:
         """A JSON-ready dict; datetimes and other values become strings."""
         data = asdict(self)
         data["rejected_by_rule"] = dict(self.rejected_by_rule)
-        return json.loads(json.dumps(data, default=str))
+        ready: dict[str, Any] = json.loads(json.dumps(data, default=str))
+        return ready
 
     def to_json(self) -> str:
         """The report as a JSON document (what `--report-json` writes)."""

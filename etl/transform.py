@@ -201,7 +201,7 @@ def _join(*parts: arrow.Array | str) -> arrow.Array:
     return pc.binary_join_element_wise(*scalars, arrow.scalar("", _TEXT))
 
 
-def _from_python(texts: list[str | None]) -> arrow.Array:
+def _from_python(texts: Sequence[str | None]) -> arrow.Array:
     return arrow.array(texts, type=_TEXT)
 
 

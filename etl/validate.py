@@ -157,10 +157,10 @@ def _name_check(
     template = field + " {} is not a snake_case name of at most 255 characters"
     if not isinstance(spec, ColumnRef):
         normal = snake_case(spec)
-        ok = re.fullmatch(SNAKE, normal) is not None and len(normal) <= MAX_LENGTH
+        fits = re.fullmatch(SNAKE, normal) is not None and len(normal) <= MAX_LENGTH
         reason = template.replace("{}", f"'{spec}'")
         return None, _Check(
-            np.full(len(chunk), ok), lambda positions: pd.Series([reason] * len(positions))
+            np.full(len(chunk), fits), lambda positions: pd.Series([reason] * len(positions))
         )
     raw = chunk[spec.column]
     names = _per_distinct(raw.astype("string"), snake_case).astype("string")
@@ -172,7 +172,8 @@ def _name_check(
 def _occurred_at(raw: pd.Series, timezone: str) -> pd.Series:
     """UTC tz-aware timestamps; NaT where the value is missing or not ISO 8601."""
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC")
+        utc: pd.Series = raw.dt.tz_convert("UTC")
+        return utc
     if pd.api.types.is_datetime64_dtype(raw.dtype):
         return _localise(raw, timezone)
     if pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
@@ -183,7 +184,8 @@ def _occurred_at(raw: pd.Series, timezone: str) -> pd.Series:
 
 def _localise(naive: pd.Series, timezone: str) -> pd.Series:
     local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-    return local.dt.tz_convert("UTC")
+    utc: pd.Series = local.dt.tz_convert("UTC")
+    return utc
 
 
 def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
@@ -219,7 +221,9 @@ def _parse_each(raw: pd.Series, timezone: str) -> pd.Series:
     text = raw.astype(object).map(
         lambda v: v.isoformat() if hasattr(v, "isoformat") else v, na_action="ignore"
     )
-    text = text.where(text.map(type, na_action="ignore").eq(str)).astype("string").str.strip()
+    # pandas-stubs type Series.eq's operand as a scalar or array, not a class like `str`.
+    is_text = text.map(type, na_action="ignore").eq(str)  # type: ignore[arg-type]
+    text = text.where(is_text).astype("string").str.strip()
     iso = text.str.contains(_ISO_START, regex=True).fillna(False)
     aware = iso & text.str.contains(_AWARE, regex=True).fillna(False)
     naive = iso & ~aware
@@ -439,7 +443,9 @@ class Validator:
         reason = np.full(len(failing), None, dtype=object)
         for name in RULES:
             check = checks.get(name)
-            where = ~check.ok[failing] if check is not None else np.zeros(len(failing), dtype=bool)
+            if check is None:
+                continue
+            where = ~check.ok[failing]
             if not where.any():
                 continue
             text = check.reasons(failing[where]).to_numpy(dtype=object)
@@ -470,7 +476,7 @@ class Validator:
         self._identity(chunk, normal, checks)
         checks["properties"] = self._properties(chunk)
         if event.id.column:
-            checks["id"] = self._id_column(chunk, normal)
+            checks["id"] = self._id_column(event.id.column, chunk, normal)
         return normal, checks
 
     def _identity(
@@ -507,9 +513,8 @@ class Validator:
                 infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
                 if not infinite.any():
                     continue
-                found = pd.Series(
-                    np.where(infinite, "is not a finite number", None), index=values.index
-                )
+                found = pd.Series(None, index=values.index, dtype=object)
+                found[infinite] = "is not a finite number"
             else:
                 continue
             if found.notna().any():
@@ -531,8 +536,9 @@ class Validator:
 
         return _Check(ok, reasons)
 
-    def _id_column(self, chunk: pd.DataFrame, normal: dict[str, pd.Series]) -> _Check:
-        column = self.event.id.column
+    def _id_column(
+        self, column: str, chunk: pd.DataFrame, normal: dict[str, pd.Series]
+    ) -> _Check:
         text, ok = _id_text(chunk[column], allow_whole_floats=True)
         normal[column] = text
         good = _mask(ok & text.str.len().between(1, MAX_LENGTH))
