@@ -139,7 +139,7 @@ def _examples(run_list: list[Run], email: str | None, phone: str | None) -> dict
     """Distinct reasons per rule from the newest quarantine files, masked for display."""
     import pandas as pd
 
-    from etl.validate import REJECT_REASON, REJECT_RULE
+    from etl.quarantine import REJECT_REASON, REJECT_RULE
 
     examples: dict[str, list[str]] = {}
     for run in reversed(run_list):

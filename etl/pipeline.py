@@ -33,11 +33,11 @@ from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError, DefinitionError, RunInterrupted, StateError
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
-from etl.quarantine import EVENT_ID, Quarantine
+from etl.quarantine import EVENT_ID, REJECT_REASON, REJECT_RULE, Quarantine
 from etl.redact import mask_in_text
 from etl.report import ProgressDisplay, RunReport
 from etl.transform import Transformer
-from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+from etl.validate import Validator
 from etl.watch import watching
 
 if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy

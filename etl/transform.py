@@ -44,9 +44,9 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 
 from etl import wire
+from etl.columns import arrow_array, snake_case
 from etl.definition import ColumnRef, EventSpec
 from etl.events import Event, EventBatch
-from etl.validate import arrow_array, snake_case
 
 #: Fixed forever: changing it changes every event id.
 NAMESPACE = uuid.UUID("6f0d3a52-6c1e-5a4b-9d2e-3b7c1e0f4a11")

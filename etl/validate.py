@@ -51,10 +51,10 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 
 from etl import identifiers, wire
+from etl.columns import arrow_array, snake_case
 from etl.definition import ColumnRef, EventSpec
+from etl.quarantine import REJECT_REASON, REJECT_RULE
 
-REJECT_RULE = "reject_rule"
-REJECT_REASON = "reject_reason"
 _PASSED = "passes_every_rule"
 
 #: Rule names from SPEC §5, in the order that picks REJECT_RULE for multi-rule rows.
@@ -71,7 +71,6 @@ RULES = (
 )
 MAX_LENGTH = 255
 SNAKE = r"^[a-z0-9]+(_[a-z0-9]+)*$"
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 #: An offset after a time ("2024-03-01" ends in "-01", which is not one).
 _AWARE = r"^\d{4}-\d{2}-\d{2}[T ].*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 _ISO_START = r"^\d{4}-\d{2}-\d{2}(?:$|[T ])"
@@ -106,11 +105,6 @@ class _Check:
     reasons: Reasons
 
 
-def snake_case(text: str) -> str:
-    """The normalised form of a source or event name (may still fail SNAKE)."""
-    return "_".join(_CAMEL.sub(" ", text.strip()).lower().split())
-
-
 def _text(values: pd.Series) -> pd.Series:
     """Trimmed text of any column, blanks as missing."""
     text = values.astype("string").str.strip()
@@ -137,13 +131,6 @@ def _sentences(template: str, values: pd.Series) -> Reasons:
     """Reasons that quote each failing row's value into `template` ({} marks the spot)."""
     before, after = template.split("{}")
     return lambda positions: before + _quote(values.iloc[positions].reset_index(drop=True)) + after
-
-
-def arrow_array(values: pd.Series, kind: arrow.DataType | None = None) -> arrow.Array:
-    """A column as ONE Arrow array (pandas may hold it as several chunks); nulls where
-    pandas sees missing values. Raises Arrow's errors when the values do not fit `kind`."""
-    array = arrow.array(values, type=kind, from_pandas=True)
-    return array.combine_chunks() if isinstance(array, arrow.ChunkedArray) else array
 
 
 def _series(values: arrow.Array, index: pd.Index) -> pd.Series:

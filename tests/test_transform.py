@@ -15,8 +15,9 @@ from specs import event_spec
 
 from etl.definition import EventSpec
 from etl.events import EventBatch
+from etl.quarantine import REJECT_REASON
 from etl.transform import NAMESPACE, Transformer, canonical, event_id
-from etl.validate import REJECT_REASON, Validator
+from etl.validate import Validator
 
 EVENT = EventSpec.model_validate(
     {

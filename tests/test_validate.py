@@ -13,8 +13,9 @@ from specs import event_spec
 
 from etl.definition import EventSpec
 from etl.identifiers import phone
+from etl.quarantine import REJECT_REASON, REJECT_RULE
 from etl.transform import Transformer
-from etl.validate import REJECT_REASON, REJECT_RULE, Validator, _plain_emails
+from etl.validate import Validator, _plain_emails
 
 EVENT = EventSpec.model_validate(
     {
