@@ -20,6 +20,7 @@ ALL = [
     "load_faults",
     "load_saturation",
     "report_size",
+    "shared_budget",
 ]
 
 

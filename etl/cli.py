@@ -25,6 +25,7 @@ from etl.errors import DefinitionError, EtlError, RunInterrupted
 from etl.logs import LOG_FORMATS, json_logs
 from etl.logs import configure as configure_logs
 from etl.memory import bound_arrow_memory
+from etl.partition import Partition, not_mine
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import RunReport, print_summary
 from etl.sandbox.command import sandbox_command
@@ -177,6 +178,13 @@ def main(verbose: bool, log_format: str) -> None:
     bound_arrow_memory()
 
 
+def _partition(context: click.Context, parameter: click.Parameter, value: str | None) -> Any:
+    try:
+        return None if value is None else Partition.parse(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 _RUN_EPILOG = """\b
 Exit codes: 0 every valid row delivered; 1 completed, some rows rejected or failed;
 2 usage or definition error; 3 aborted (token refused, source or API unreachable,
@@ -211,11 +219,13 @@ rejected rows in .etl/rejects/<pipeline>/<run id>.csv."""
 @click.option("--progress-interval", type=click.FloatRange(min=0.1), default=10.0,
               show_default=True, metavar="SECONDS",
               help="Seconds between progress log lines when not on a terminal.")
+@click.option("--partition", metavar="K/N", callback=_partition,
+              help="Take only the stores whose hash mod N is K (e.g. a Job's completion index).")
 @_each_file
 def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: int | None,
                 since: str | None, until: str | None, full_refresh: bool, retry_rejected: bool,
                 report_json: Path | None, metrics_port: int | None, metrics_host: str,
-                progress_interval: float) -> int:
+                progress_interval: float, partition: Partition | None) -> int:
     """Extract, validate, transform and load one or more pipelines.
 
     Resumable: rerun after any stop and it continues; unchanged events are skipped.
@@ -228,6 +238,9 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
         raise click.UsageError("--output goes with --dry-run")
     if len(click.get_current_context().params["pipeline_files"]) > 1 and (output or report_json):
         raise click.UsageError("--output and --report-json take one PIPELINE.yaml at a time")
+    if partition is not None and (skip := not_mine(parse_pipeline(pipeline_file), partition)):
+        click.echo(skip)
+        return 0
     pipeline = load_pipeline(pipeline_file)
     options = RunOptions(dry_run=dry_run, output=output, limit=limit, since=since, until=until,
                          full_refresh=full_refresh, retry_rejected=retry_rejected,

@@ -188,6 +188,14 @@ class Destination(_Frozen):
     max_retries: Annotated[int, Field(ge=0)] = 8
     max_pause: Annotated[float, Field(gt=0)] = 300.0  # a longer Retry-After is clamped to it
     max_response_bytes: Annotated[int, Field(ge=1024)] = 1 << 20  # a bigger answer is an error
+    rate_limit_url: SecretStr | None = None  # redis://...: the store's budget shared in Redis (§11)
+
+    @field_validator("rate_limit_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(("redis://", "rediss://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
 
     @field_validator("token", "secret")
     @classmethod

@@ -383,7 +383,9 @@ class _Run:
     async def _load(self, client: httpx.AsyncClient | None) -> None:
         from etl.load import Loader
 
-        async with Loader(self.pipeline.destination, client=client, stats=self.stats) as loader:
+        pipeline = self.pipeline
+        async with Loader(pipeline.destination, client=client, stats=self.stats,
+                          state_url=pipeline.state_url) as loader:
             watcher = asyncio.create_task(self._watch(loader.stats))
             try:
                 await loader.deliver(self._events(), self._on_outcome)

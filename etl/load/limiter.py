@@ -121,3 +121,6 @@ class Limiter:
         self._clean_at = now
         if self.pace < self.rate:
             self.pace = min(self.rate, self.pace * (1.0 + CREEP_PER_S * elapsed))
+
+    def close(self) -> None:
+        """Nothing to release in-process (a shared budget closes its connections here)."""

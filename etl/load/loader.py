@@ -34,7 +34,7 @@ from etl import wire
 from etl.definition import Destination
 from etl.errors import AuthError, ConfigRefused, TooManyFailures, Unreachable
 from etl.events import Event, Outcome, Status
-from etl.load.limiter import Limiter
+from etl.load.budgets import limiter_for
 from etl.load.retry import (
     Verdict,
     api_message,
@@ -217,13 +217,14 @@ class Loader:
         destination: Destination,
         client: httpx.AsyncClient | None = None,
         stats: LoadStats | None = None,
+        state_url: str | None = None,
     ) -> None:
         self.destination = destination
         self.stats = stats if stats is not None else LoadStats()
         self._own_client = client is None
         self._client = client if client is not None else _own_client(destination)
         self._url = httpx.URL(destination.events_url)
-        self._limiter = Limiter(destination.rate_limit)
+        self._limiter = limiter_for(destination, state_url)  # shared when state/Redis allow
         self._credentials = _Credentials(destination, self._client, self.stats)
         self._failed_in_a_row = 0
         self._answered = False  # any HTTP answer yet: a refused connection is then no surprise
@@ -239,6 +240,7 @@ class Loader:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        self._limiter.close()
         if self._own_client:
             await self._client.aclose()
 

@@ -1,0 +1,110 @@
+"""A pipeline file as a Dagster asset, one static partition per store (extra `[dagster]`).
+
+Dagster schedules, retries and shows history; the asset only calls `etl.run`, so a
+materialisation behaves exactly as `etl run` does (state, resume, diffing):
+
+    # definitions.py
+    import dagster as dg
+    from etl.integrations.dagster import pipeline_asset
+
+    orders = pipeline_asset("pipelines/orders_shipped.yaml")
+    defs = dg.Definitions(assets=[orders])
+
+Partitions are the pipeline's stores: today the one constant `destination.store_id`;
+pass `stores=[...]` to declare them yourself (e.g. the keys of a per-store credentials
+file once a definition can name many stores). A run that aborts (exit 3) raises
+`dagster.Failure` carrying the summary; every materialisation carries the report's
+counts as metadata. Exit 1 (some rows rejected or failed) still materialises: the
+counts say how many, and the failed ones are retried by the next materialisation.
+"""
+
+# No `from __future__ import annotations`: Dagster inspects the context annotation itself.
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import dagster as dg
+
+from etl.definition import Pipeline, parse_pipeline
+from etl.errors import AbortError
+from etl.pipeline import RunOptions, load_pipeline, run
+from etl.report import RunReport, print_summary
+
+#: The report's fields attached to every materialisation, in this order.
+METADATA_FIELDS = (
+    "exit_code", "outcome", "extracted", "valid", "rejected", "skipped_unchanged",
+    "retried_from_last_run", "delivered", "failed", "requests", "http_retries", "http_429",
+    "duration_s", "requests_per_s",
+)
+
+
+def pipeline_stores(pipeline: Pipeline) -> list[str]:
+    """The stores a pipeline sends to: its partitions (none while its store id is unset)."""
+    store = pipeline.destination.store_id
+    return [store] if store else []
+
+
+def pipeline_asset(
+    path: str | os.PathLike[str],
+    *,
+    name: str | None = None,
+    stores: Sequence[str] | None = None,
+    options: RunOptions | None = None,
+    group_name: str | None = None,
+) -> dg.AssetsDefinition:
+    """An asset named after the pipeline (or `name`), partitioned by store, that runs it.
+
+    The file is parsed here only to name the asset and find its stores (so its
+    `${VAR}`s must be set where the code location loads); it is parsed again, fresh,
+    at every materialisation.
+    """
+    file = Path(path).resolve()
+    pipeline = parse_pipeline(file) if name is None or stores is None else None
+    asset_name = name or (pipeline.name if pipeline else file.stem)
+    keys = list(stores) if stores is not None or pipeline is None else pipeline_stores(pipeline)
+
+    @dg.asset(
+        name=asset_name,
+        partitions_def=dg.StaticPartitionsDefinition(keys),
+        group_name=group_name,
+        description=f"Events of {file.name} delivered to Yotpo, one partition per store.",
+    )
+    def materialise(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return materialise_store(file, context.partition_key, options or RunOptions(progress=False))
+
+    return materialise
+
+
+def materialise_store(file: Path, store: str, options: RunOptions) -> dg.MaterializeResult:
+    """Run the pipeline for `store`; Failure (with the summary) if the run aborted."""
+    pipeline = load_pipeline(file)
+    if store not in pipeline_stores(pipeline):
+        raise dg.Failure(
+            description=f"{file}: partition {store!r} is not a store of this pipeline "
+            f"(it sends to {', '.join(pipeline_stores(pipeline))})"
+        )
+    try:
+        report = run(pipeline, options)
+    except AbortError as exc:
+        report = exc.report  # None when the run was refused before it began (state held)
+        raise dg.Failure(
+            description=f"{exc}\n\n{summary_text(report)}" if report else str(exc),
+            metadata=report_metadata(report) if report else {"exit_code": exc.exit_code},
+        ) from None
+    return dg.MaterializeResult(metadata=report_metadata(report))
+
+
+def report_metadata(report: RunReport) -> dict[str, int | float | str]:
+    """The counts Dagster shows next to a materialisation."""
+    data = report.to_dict()
+    metadata = {key: data[key] for key in METADATA_FIELDS}
+    metadata.update({f"rejected_{rule}": n for rule, n in sorted(data["rejected_by_rule"].items())})
+    return metadata
+
+
+def summary_text(report: RunReport) -> str:
+    """The end-of-run table as plain text, for a Failure's description."""
+    out = io.StringIO()
+    print_summary(report, out)
+    return out.getvalue()
