@@ -266,8 +266,10 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
 def validate_command(pipeline_file: str) -> int:
     """Check every row against the API's rules; write rejects to the quarantine file.
 
-    Needs no destination credentials. Exits 0 when every row is valid, 1 when some
-    were rejected, 2 for a definition error (with several files: the worst).
+    Prints every mapped column's type as read (declared or inferred), the JSON type it is
+    sent as and its null count, then the rejects by rule. Needs no destination
+    credentials. Exits 0 when every row is valid, 1 when some were rejected, 2 for a
+    definition error (with several files: the worst).
 
     \b
     Example:
@@ -277,6 +279,12 @@ def validate_command(pipeline_file: str) -> int:
     console = Console(file=sys.stdout, highlight=False)
     console.print(f"{report.pipeline}: {report.extracted:,} rows read, {report.valid:,} valid, "
                   f"{report.rejected:,} rejected")
+    types = Table("column", "read as", "sent as (JSON)", "nulls", title="column types")
+    for column in report.columns:
+        how = "declared" if column["declared"] else "inferred"
+        types.add_row(column["column"], f"{column['read_as']} ({how})", column["sent_as"],
+                      f"{column['nulls']:,}")
+    console.print(types)
     if report.rejected:
         table = Table("rule", "rows", "examples (masked)")
         for rule, count in report.rejected_by_rule.most_common():

@@ -59,6 +59,14 @@ class Incremental(_Frozen):
     cursor: str = Field(min_length=1, description="column whose growth marks new or changed rows")
 
 
+#: The types a source column may be declared as (`source.columns`, SPEC §3, §9).
+ColumnType = Literal["string", "integer", "float", "boolean", "timestamp", "date"]
+#: CSV cells read as null when `source.null_values` is not given (SPEC §3): the markers
+#: pyarrow's CSV reader and pandas both treat as missing, as exports write them.
+DEFAULT_NULL_VALUES = ("", "NULL", "null", "NaN", "nan", "N/A", "n/a", "NA", "#N/A")
+_CSV_ONLY = ("null_values", "delimiter", "encoding")
+
+
 class SourceSpec(_Frozen):
     """Where the rows come from (SPEC §9)."""
 
@@ -69,9 +77,35 @@ class SourceSpec(_Frozen):
     chunk_size: Annotated[int, Field(gt=0)] = 50_000
     incremental: Incremental | None = None
     count: bool = False  # sql: run SELECT count(*) of the query first, for a whole-source ETA
+    columns: dict[str, ColumnType] = Field(default_factory=dict)
+    null_values: tuple[str, ...] = DEFAULT_NULL_VALUES
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+    @field_validator("delimiter")
+    @classmethod
+    def _usable_delimiter(cls, value: str) -> str:
+        if value in ('"', "\n", "\r"):
+            raise ValueError(f"{value!r} cannot be a CSV delimiter")
+        return value
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> SourceSpec:
+        if self.type != "csv":
+            given = [key for key in _CSV_ONLY if key in self.model_fields_set]
+            if given:
+                raise ValueError(f"source.{given[0]}: applies to a csv source only")
         if self.type in ("csv", "parquet"):
             if not self.path:
                 raise ValueError(f"source.path: required for a {self.type} source")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 
+from etl.column_types import ColumnTypes, key_type_problem, type_changes
 from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError, DefinitionError, RunInterrupted, StateError
 from etl.events import Event, EventBatch, Outcome, Status
@@ -73,16 +74,37 @@ class RunOptions:
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     """Parse a pipeline file and check that every mapped column exists in the source."""
     pipeline = parse_pipeline(path)
-    available = set(open_extractor(pipeline.source).columns())
+    extractor = open_extractor(pipeline.source)
+    available = set(extractor.columns())
     has = ", ".join(sorted(available))
     missing = [
         (key, f"column {column!r} is not in the source (it has: {has})")
         for column, key in pipeline.column_keys().items()
         if column not in available
     ]
+    missing += [
+        (f"source.columns.{column}", f"column {column!r} is not in the source (it has: {has})")
+        for column in pipeline.source.columns
+        if column not in available
+    ]
+    missing += _unsendable(pipeline, extractor, available)
     if missing:
         raise DefinitionError(pipeline.file, missing)
     return pipeline
+
+
+def _unsendable(pipeline: Pipeline, extractor: Any, available: set[str]) -> list[tuple[str, str]]:
+    """Mapped, undeclared columns of a type JSON cannot carry (Parquet binary, durations)."""
+    unsendable = getattr(extractor, "unsendable", None)
+    keys = pipeline.column_keys()
+    columns = [c for c in keys if c in available and c not in pipeline.source.columns]
+    if unsendable is None or not columns:
+        return []
+    return [
+        (keys[column], f"column {column!r} is of type {kind}, which no JSON value can carry "
+                       f"(map another column, or declare it in source.columns, e.g. string)")
+        for column, kind in unsendable(columns).items()
+    ]
 
 
 @dataclass
@@ -147,7 +169,8 @@ class _Run:
         self.report = RunReport(
             pipeline=pipeline.name, mode=mode, store=pipeline.destination.store_id
         )
-        self.validator = Validator(pipeline.event)
+        self.validator = Validator(pipeline.event, pipeline.source.columns)
+        self.types = ColumnTypes(pipeline)
         cursor = pipeline.source.incremental.cursor if pipeline.source.incremental else None
         self.cursor = cursor
         self.transformer = Transformer(pipeline.event, pipeline.destination.store_id or "", cursor)
@@ -219,6 +242,7 @@ class _Run:
 
     def _prepare(self, chunk: pd.DataFrame) -> _Prepared:
         split = self.validator.split(chunk)
+        self.types.observe(chunk, split.valid)
         validating = self.mode == "validate"
         batch = EventBatch.of([]) if validating else self.transformer.to_batch(split.valid)
         labels = list(split.valid.index) if len(batch) else []
@@ -226,13 +250,12 @@ class _Run:
         if len(batch) and self.state is not None and not self.options.full_refresh:
             ids = batch.ids.to_pylist()
             known = self.state.known(self.scope, ids)
-            if known or self.retry_ids:
+            if known:
                 events = batch.events()  # objects only for a chunk that has a history
                 resend = Status.REJECTED if self.options.retry_rejected else None
                 keep = [
                     i for i, event in enumerate(events)
-                    if event.id not in self.retry_ids
-                    and not _unchanged(known.get(event.id), event, resend)
+                    if not _unchanged(known.get(event.id), event, resend)
                 ]
                 kept = set(keep)
                 skipped_cursors = [event.cursor for i, event in enumerate(events) if i not in kept]
@@ -333,7 +356,13 @@ class _Run:
 
     async def _batches(self) -> AsyncIterator[EventBatch]:
         """Failed events of earlier runs first (and rejected ones with --retry-rejected),
-        then the source's new or changed events."""
+        then the source's new or changed events.
+
+        The first chunk is prepared before anything is sent: it tells the id key columns'
+        types, and a changed one stops the run (SPEC §6)."""
+        prepared = self._prepared_chunks()
+        first = await anext(prepared, None)
+        self._check_key_types()
         statuses = [Status.FAILED] + ([Status.REJECTED] if self.options.retry_rejected else [])
         state = None if self.options.full_refresh else self.state
         for status in statuses:
@@ -344,8 +373,43 @@ class _Run:
                 self.retry_ids.update(event.id for event in batch)
                 self.report.retried_from_last_run += len(batch)
                 yield EventBatch.of(batch)
-        async for prepared in self._prepared_chunks():
-            yield prepared.batch
+        if first is not None:
+            ready, first = self._without_retried(first), None  # held no longer than any chunk
+            yield ready
+        async for item in prepared:
+            yield self._without_retried(item)
+
+    def _without_retried(self, prepared: _Prepared) -> EventBatch:
+        """A chunk's events less those this run already resent from the failed list.
+
+        Chunks are prepared ahead, before (or while) the failed events are read back, so
+        the retried ids are taken out here, counted as skipped like unchanged events."""
+        batch = prepared.batch
+        if not self.retry_ids or not len(batch):
+            return batch
+        ids = batch.ids.to_pylist()
+        cursors = batch.cursors if batch.cursors is not None else [None] * len(ids)
+        keep = []
+        for row, (event_id, cursor) in enumerate(zip(ids, cursors, strict=True)):
+            if event_id not in self.retry_ids:
+                keep.append(row)
+                continue
+            self.origins.pop(event_id, None)
+            self.watermark.done(cursor)
+        self.report.skipped_unchanged += len(ids) - len(keep)
+        return batch if len(keep) == len(ids) else batch.take(keep)
+
+    def _check_key_types(self) -> None:
+        """Stop (exit 3) if an undeclared id key column changed type; a real run records them."""
+        if self.state is None:
+            return
+        name, hashed = self.pipeline.name, self.types.hashed
+        before = self.state.sent_types(name, "key")
+        problem = key_type_problem(before, hashed, self.pipeline.source.columns)
+        if problem:
+            raise AbortError(problem)
+        if self.mode == "run":
+            self.state.set_sent_types(name, "key", hashed)
 
     async def _events(self) -> AsyncIterator[Event]:
         """`_batches` one event at a time, as the loader's workers take them."""
@@ -487,10 +551,16 @@ class _Run:
             report.quarantine_file = str(self.quarantine.path)
         if self.output is not None:
             self.output.close()
+        report.columns = [column.to_json() for column in self.types.table()]
         log.info("%s", report.end_line())
         if self.state is None:
             return
         try:
+            sent = self.types.property_types()
+            before = self.state.sent_types(self.pipeline.name, "property")
+            report.type_changes = type_changes(before, sent)
+            if self.mode == "run" and report.delivered:
+                self.state.set_sent_types(self.pipeline.name, "property", sent)
             if self.mode == "run":
                 report.watermark = self._advance_watermark(outcome)
                 self.state.end_run(report.run_id or 0, exit_code, report.to_dict())

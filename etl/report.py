@@ -55,6 +55,8 @@ class RunReport:
     duration_s: float = 0.0
     requests_per_s: float = 0.0
     watermark: Any = None
+    columns: list[dict[str, Any]] = field(default_factory=list)  # the type table (column_types)
+    type_changes: list[dict[str, str]] = field(default_factory=list)  # property, before, after
     quarantine_file: str | None = None
     exit_code: int = 0
     outcome: str = "completed"  # completed | aborted | interrupted
@@ -102,6 +104,8 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         ("valid", report.valid),
         ("rejected", report.rejected),
         *((f"  rejected: {rule}", n) for rule, n in sorted(report.rejected_by_rule.items())),
+        *((f"  type changed: {c['property']}", f"{c['before']} -> {c['after']}")
+          for c in report.type_changes),
         ("skipped (unchanged)", report.skipped_unchanged),
         ("retried from last run", report.retried_from_last_run),
     ]

@@ -9,6 +9,8 @@ length of the UTF-8 PAYLOAD) and concatenates them:
     bool                       b1:1 / b1:0
     int                        i<len>:<decimal>
     float (not NaN)            f<len>:<repr(float)>      (1.0 is NOT int 1)
+    decimal (not NaN)          m<len>:<exact digits>     (no exponent, no trailing zeros
+                               after the point: Decimal("12.50") -> m4:12.5)
     str                        s<len>:<utf-8 text>
     datetime / Timestamp       t<len>:YYYY-MM-DDTHH:MM:SS[.ffffff]Z  (the UTC instant;
                                naive values are taken as already UTC)
@@ -45,6 +47,7 @@ import pyarrow.compute as pc
 
 from etl import wire
 from etl.columns import arrow_array, snake_case
+from etl.declared import decimal_text
 from etl.definition import ColumnRef, EventSpec
 from etl.events import Event, EventBatch
 
@@ -84,6 +87,8 @@ def _encode(value: Any) -> bytes:
         tag, text = b"i", str(int(value))
     elif isinstance(value, (float, np.floating)):
         tag, text = b"f", repr(float(value))
+    elif isinstance(value, decimal.Decimal):
+        tag, text = b"m", decimal_text(value)
     elif isinstance(value, str):
         tag, text = b"s", value
     elif isinstance(value, dt.datetime):
@@ -123,8 +128,8 @@ def _native(value: Any) -> Any:
         return _utc_text(value)
     if isinstance(value, dt.date):
         return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
+    if isinstance(value, decimal.Decimal):  # the exact number, as JSON spells it
+        return orjson.Fragment(decimal_text(value))
     return value
 
 

@@ -35,9 +35,10 @@ Decisions where SPEC is silent:
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -52,6 +53,7 @@ import pyarrow.compute as pc
 
 from etl import identifiers, wire
 from etl.columns import arrow_array, snake_case
+from etl.declared import ARTICLE, cast_columns
 from etl.definition import ColumnRef, EventSpec
 from etl.quarantine import REJECT_REASON, REJECT_RULE
 
@@ -59,6 +61,7 @@ _PASSED = "passes_every_rule"
 
 #: Rule names from SPEC §5, in the order that picks REJECT_RULE for multi-rule rows.
 RULES = (
+    "type",
     "source",
     "event_name",
     "occurred_at",
@@ -156,8 +159,9 @@ def _name_check(
 
 
 # -- occurred_at ------------------------------------------------------------------------
-def _occurred_at(raw: pd.Series, timezone: str) -> pd.Series:
-    """UTC tz-aware timestamps; NaT where the value is missing or not ISO 8601."""
+def parse_timestamps(raw: pd.Series, timezone: str) -> pd.Series:
+    """UTC tz-aware timestamps; NaT where the value is missing or not ISO 8601 (naive
+    values are in `timezone`). occurred_at and columns declared `timestamp` use it."""
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         utc: pd.Series = raw.dt.tz_convert("UTC")
         return utc
@@ -377,14 +381,49 @@ def _property_problem(value: Any) -> str | None:
         return "is a nested list or object"
     if isinstance(value, (float, Decimal)) and math.isinf(value):
         return "is not a finite number"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "is binary, which JSON cannot carry"
+    if isinstance(value, dt.timedelta):
+        return "is a duration, which JSON cannot carry"
     return None
 
 
-class Validator:
-    """Checks and normalises chunks for one event definition (SPEC §5)."""
+def _type_check(
+    chunk: pd.DataFrame, misfits: dict[str, np.ndarray], declared: Mapping[str, str]
+) -> _Check:
+    """Rule `type`: every declared column's value fits its type ("total 'x' is not a float")."""
+    ok = np.ones(len(chunk), dtype=bool)
+    for bad in misfits.values():
+        ok &= ~bad
 
-    def __init__(self, event: EventSpec) -> None:
+    def reasons(positions: np.ndarray) -> pd.Series:
+        sentences = pd.Series([""] * len(positions), dtype=object)
+        for column, bad in misfits.items():
+            kind = declared[column]
+            where = bad[positions]
+            if where.any():
+                quoted = _quote(chunk[column].iloc[positions[where]].astype(object).map(str))
+                text = f"{column} " + quoted + f" is not {ARTICLE[kind]} {kind}"
+                # pandas-stubs take no list of values for a boolean mask; pandas does.
+                sentences[where] = [  # type: ignore[call-overload]
+                    t if not s else f"{s}; {t}"
+                    for s, t in zip(sentences[where], text.to_numpy(dtype=object), strict=True)
+                ]
+        return sentences
+
+    return _Check(ok, reasons)
+
+
+class Validator:
+    """Checks and normalises chunks for one event definition (SPEC §5).
+
+    `declared` is `source.columns`: those columns are cast first (`etl.declared`), and a
+    value that does not fit rejects its row under rule `type`.
+    """
+
+    def __init__(self, event: EventSpec, declared: Mapping[str, str] | None = None) -> None:
         self.event = event
+        self.declared = dict(declared or {})
         self.identifiers = event.customer.identifier_columns()
         self.properties = {
             **{f"customer.{n}": c for n, c in event.customer.properties.items()},
@@ -400,7 +439,11 @@ class Validator:
 
     def split(self, chunk: pd.DataFrame) -> Split:
         """Divide `chunk` into normalised valid rows and annotated original rejects."""
+        original = chunk
+        chunk, misfits = cast_columns(chunk, self.declared, self.event.timezone)
         normal, checks = self._derive(chunk)
+        if misfits:
+            checks["type"] = _type_check(original, misfits, self.declared)
         failing = self._failing({rule: check.ok for rule, check in checks.items()}, len(chunk))
         keep = np.ones(len(chunk), dtype=bool)
         keep[failing] = False
@@ -409,7 +452,7 @@ class Validator:
         else:
             chunk_kept = chunk
         valid = chunk_kept.assign(**{column: values.array for column, values in normal.items()})
-        return Split(valid=valid, rejects=self._rejects(chunk, checks, failing))
+        return Split(valid=valid, rejects=self._rejects(original, checks, failing))
 
     def _failing(self, ok: dict[str, np.ndarray], rows: int) -> np.ndarray:
         """Positions of rows that fail any rule, as pandera reports them."""
@@ -455,7 +498,7 @@ class Validator:
             if isinstance(spec, ColumnRef) and names is not None:
                 normal[spec.column] = names
         raw = chunk[event.occurred_at]
-        when = _occurred_at(raw, event.timezone)
+        when = parse_timestamps(raw, event.timezone)
         normal[event.occurred_at] = when
         checks["occurred_at"] = _Check(
             when.notna().to_numpy(), _sentences("occurred_at {} is not an ISO 8601 timestamp", raw)
@@ -496,6 +539,9 @@ class Validator:
                 if pd.api.types.infer_dtype(values, skipna=True) in _FLAT_KINDS:
                     continue
                 found = values.map(_property_problem, na_action="ignore")
+            elif pd.api.types.is_timedelta64_dtype(values.dtype):
+                found = pd.Series(None, index=values.index, dtype=object)
+                found[values.notna()] = "is a duration, which JSON cannot carry"
             elif pd.api.types.is_float_dtype(values.dtype):
                 infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
                 if not infinite.any():

@@ -101,6 +101,16 @@ def test_the_token_never_shows_in_the_model_repr(write) -> None:
         pytest.param(lambda d: d["destination"].pop("token"),
                      ("destination", "give token or secret (required for run)"), id="no-credentials"),
         pytest.param(lambda d: d.pop("event"), ("event", "required key is missing"), id="missing-section"),
+        pytest.param(lambda d: d["source"].update(columns={"coupon": "string"}),
+                     ("source.columns.coupon", "column 'coupon' is not in the source (it has: customer_id, email, order_id, order_total, shipped_at)"),
+                     id="declared-column-not-in-source"),
+        pytest.param(lambda d: d["source"].update(columns={"order_total": "money"}),
+                     ("source.columns.order_total", "Input should be 'string', 'integer', 'float', 'boolean', 'timestamp' or 'date'"),
+                     id="unknown-declared-type"),
+        pytest.param(lambda d: d["source"].update(encoding="utf-9"),
+                     ("source.encoding", "unknown encoding 'utf-9'"), id="unknown-encoding"),
+        pytest.param(lambda d: d["source"].update(delimiter=";;"),
+                     ("source.delimiter", "String should have at most 1 character"), id="long-delimiter"),
     ],
 )
 def test_each_kind_of_error_names_the_key(write, tmp_path: Path, change, expected) -> None:
@@ -138,3 +148,38 @@ def test_the_cli_prints_one_line_and_exits_2_without_traceback(write) -> None:
     assert result.returncode == 2
     assert result.stderr == f"error: {file}: source.colour: unknown key\n"
     assert result.stdout == ""
+
+
+def test_csv_reading_options_do_not_apply_to_other_sources(write, tmp_path: Path) -> None:
+    data = definition("orders.parquet")
+    data["source"].update(type="parquet", null_values=["-"])
+    (tmp_path / "orders.parquet").write_bytes(b"")
+    assert ("source.null_values", "applies to a csv source only") in problems(write(data))
+
+
+def test_a_parquet_binary_or_duration_property_is_one_definition_error(write, tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "order_id": ["o-1"], "customer_id": ["c-1"], "email": ["a@b.com"],
+        "shipped_at": ["2024-03-01T12:30:00Z"], "order_total": [12.5],
+        "scan": pa.array([b"\x89PNG"], pa.binary()),
+        "wait": pa.array([dt.timedelta(seconds=90)], pa.duration("s")),
+    }), tmp_path / "orders.parquet")
+    data = definition("orders.parquet")
+    data["source"]["type"] = "parquet"
+    data["event"]["properties"].update(scan="scan", wait="wait")
+    file = write(data)
+    result = subprocess.run(
+        [sys.executable, "-m", "etl", "validate", str(file)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"error: {file}: event.properties.scan: column 'scan' is of type binary, which no JSON "
+        "value can carry (map another column, or declare it in source.columns, e.g. string)",
+        f"error: {file}: event.properties.wait: column 'wait' is of type duration[s], which no JSON "
+        "value can carry (map another column, or declare it in source.columns, e.g. string)",
+    ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,14 +33,14 @@ EXPECTED = pd.DataFrame(
         "shipped_at": pd.Series(
             ["2024-03-01T12:30:00Z", "2024-03-02T12:30:00+02:00", "2024-03-03"], dtype=object
         ),
-        "note": pd.Series(["NA", None, "hello"], dtype=object),
+        "note": pd.Series([None, None, "hello"], dtype=object),  # "NA" is a null marker
     }
 )
 ALL = list(EXPECTED.columns)
 
 
-def csv(path: str | Path, chunk_size: int = 50_000) -> SourceSpec:
-    return SourceSpec(type="csv", path=str(path), chunk_size=chunk_size)
+def csv(path: str | Path, chunk_size: int = 50_000, **options: Any) -> SourceSpec:
+    return SourceSpec(type="csv", path=str(path), chunk_size=chunk_size, **options)
 
 
 def parquet(path: str | Path, chunk_size: int = 50_000) -> SourceSpec:
@@ -129,7 +130,8 @@ def test_bad_encoding_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as error:
         read(csv(tmp_path / "orders.csv"), ["order_id", "name"])
     assert str(error.value) == (
-        f"{tmp_path / 'orders.csv'} line 3: not valid UTF-8 (re-encode the file as UTF-8)"
+        f"{tmp_path / 'orders.csv'} line 3: not valid utf-8 "
+        "(set source.encoding, or re-encode the file)"
     )
 
 
@@ -202,13 +204,14 @@ def test_parquet_files_are_read_with_one_unified_schema(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(pd.concat(chunks), expected)
 
 
-def test_parquet_decimals_become_floats(tmp_path: Path) -> None:
+def test_parquet_decimals_stay_exact_decimals(tmp_path: Path) -> None:
     from decimal import Decimal
 
-    write_parquet(tmp_path / "d.parquet", pa.table({"amount": pa.array([Decimal("1.50"), None])}))
+    amounts = pa.array([Decimal("99999999999999.99"), None], pa.decimal128(38, 2))
+    write_parquet(tmp_path / "d.parquet", pa.table({"amount": amounts}))
     (chunk,) = read(parquet(tmp_path / "d.parquet"), ["amount"])
-    assert chunk["amount"].dtype == "float64"
-    assert chunk["amount"].tolist()[0] == 1.5 and np.isnan(chunk["amount"].tolist()[1])
+    assert chunk["amount"].dtype == object
+    assert chunk["amount"].tolist() == [Decimal("99999999999999.99"), None]
 
 
 def test_parquet_windows_compare_timestamps_as_timestamps(tmp_path: Path) -> None:
@@ -236,3 +239,53 @@ def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path: Path) 
     assert extractor.columns() == ["order_id", "total"]
     (chunk,) = extractor.chunks(["order_id", "total"], None)
     assert chunk.to_dict("list") == {"order_id": ["o-0"], "total": [1.5]}
+
+
+NULL_MARKERS = ["", "NULL", "null", "NaN", "nan", "N/A", "n/a", "NA", "#N/A"]
+
+
+def test_every_default_null_marker_is_null_and_number_columns_stay_numbers(tmp_path: Path) -> None:
+    lines = ["total,qty,note"] + [f"{marker},{marker},{marker}" for marker in NULL_MARKERS]
+    lines += ["12.5,3,hi", "#N/A,,NaN"]
+    (tmp_path / "export.csv").write_text("\n".join(lines) + "\n")
+    frames = read(csv(tmp_path / "export.csv", chunk_size=4), ["total", "qty", "note"])
+    whole = pd.concat(frames)
+    assert [str(frame["total"].dtype) for frame in frames] == ["float64"] * 3
+    assert [str(frame["qty"].dtype) for frame in frames] == ["Int64"] * 3
+    assert whole["total"].isna().tolist() == [True] * 9 + [False, True]
+    assert whole["total"].iloc[9] == 12.5 and whole["qty"].iloc[9] == 3
+    assert whole["note"].tolist() == [None] * 9 + ["hi", None]
+
+
+def test_null_values_replace_the_default_list(tmp_path: Path) -> None:
+    (tmp_path / "export.csv").write_text("total,note\n-,NULL\n1.5,-\n")
+    (chunk,) = read(csv(tmp_path / "export.csv", null_values=["-"]), ["total", "note"])
+    assert chunk["total"].dtype == "float64" and np.isnan(chunk["total"].iloc[0])
+    assert chunk["note"].tolist() == ["NULL", None]  # not a marker any more: text
+
+
+def test_a_semicolon_cp1252_export_is_read_with_delimiter_and_encoding(tmp_path: Path) -> None:
+    body = "order_id;name;total\no-1;Jos\xe9;12,5\no-2;Zo\xeb;NULL\n".encode("cp1252")
+    (tmp_path / "excel.csv").write_bytes(body)
+    source = csv(tmp_path / "excel.csv", delimiter=";", encoding="cp1252")
+    extractor = open_extractor(source)
+    assert extractor.columns() == ["order_id", "name", "total"]
+    (chunk,) = extractor.chunks(["order_id", "name", "total"], None)
+    assert chunk.to_dict("list") == {
+        "order_id": ["o-1", "o-2"], "name": ["José", "Zoë"], "total": ["12,5", None]
+    }
+
+
+def test_a_utf16_export_with_its_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "u.csv").write_bytes("order_id\tqty\no-1\t2\n".encode("utf-16"))
+    (chunk,) = read(csv(tmp_path / "u.csv", delimiter="\t", encoding="utf-16"), ["order_id", "qty"])
+    assert chunk.to_dict("list") == {"order_id": ["o-1"], "qty": [2]}
+
+
+def test_declared_columns_are_not_inferred_but_read_as_text(tmp_path: Path) -> None:
+    (tmp_path / "o.csv").write_text("order_id,total\n1000,12.5\n1001,twelve\n1002,NaN\n")
+    source = csv(tmp_path / "o.csv", columns={"order_id": "string", "total": "float"})
+    (chunk,) = read(source, ["order_id", "total"])
+    assert chunk.to_dict("list") == {
+        "order_id": ["1000", "1001", "1002"], "total": ["12.5", "twelve", None]
+    }

@@ -7,7 +7,9 @@ hash type-tagged values (1, 1.0 and "1" differ). The dtypes every extractor prod
     text                    object (Python str, None for null)
     integers                Int64  (always nullable, so a chunk with a NULL never turns
                                     a column into float64)
-    floats, decimals        float64 (NaN for null)
+    floats                  float64 (NaN for null)
+    decimals                object (decimal.Decimal, exact; Parquet decimal128/256, SQL
+                                    NUMERIC/DECIMAL)
     booleans                boolean
     timestamps              datetime64 (Parquet: unit and time zone as stored; SQL:
                                     microseconds, time-zone-aware values in UTC)

@@ -9,8 +9,12 @@ first streaming pass over every file: a column is boolean if every non-empty val
 true/false (any of True, TRUE), else Int64 if every value is a plain integer, else
 float64 if every value is a plain decimal number, else text. A number written with a
 leading zero ("007") keeps the column text (it is an identifier, not a quantity), and
-timestamps stay text: the validator parses them with the pipeline's time zone. Only an
-empty cell is null ("NA" or "null" are text, as written). Files must be UTF-8.
+timestamps stay text: the validator parses them with the pipeline's time zone. A cell
+equal to one of `source.null_values` (by default "", NULL, null, NaN, nan, N/A, n/a, NA,
+#N/A) is null and plays no part in typing, so a number column with a literal `NaN` stays
+a number column. A column declared in `source.columns` is not inferred: it is read as
+text and cast by `etl.declared`. Files are read in `source.encoding` (UTF-8 by default;
+a byte order mark is skipped) with `source.delimiter`.
 
 Parquet files are read with one schema, unified across files once; a column missing from
 a file is null there.
@@ -18,10 +22,13 @@ a file is null there.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob
+import io
 import os
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -79,8 +86,10 @@ def _column(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
         column = values.cast(pa.int64()).to_pandas(types_mapper=mapper).set_axis(index)
     elif pa.types.is_boolean(kind):
         column = values.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get).set_axis(index)
-    elif pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    elif pa.types.is_floating(kind):
         column = pd.Series(values.cast(pa.float64()).to_numpy(), index=index, dtype="float64")
+    elif pa.types.is_decimal(kind):  # exact: decimal.Decimal objects, never rounded to a float
+        column = pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
     else:
         column = values.to_pandas().set_axis(index)
     return column
@@ -130,6 +139,8 @@ def _bound(value: Any, dtype: Any, values: pd.Series) -> Any:
     if pd.api.types.is_numeric_dtype(dtype):
         return float(value) if isinstance(value, (str, Decimal)) else value
     sample = values.iloc[0] if len(values) else None
+    if isinstance(sample, Decimal) and not isinstance(value, Decimal):
+        return Decimal(str(value))
     if isinstance(sample, date) and isinstance(value, str):
         return date.fromisoformat(value[:10])
     return value if not isinstance(sample, str) else str(value)
@@ -195,12 +206,22 @@ class CsvExtractor:
         """Every column of every file's header, in order of first appearance."""
         names: dict[str, None] = {}
         for file in self.files:
-            names.update(dict.fromkeys(_header(file)))
+            names.update(dict.fromkeys(self._header(file)))
         return list(names)
 
     def column_types(self, columns: list[str]) -> dict[str, pa.DataType]:
-        """The type of each requested column, decided from every non-empty value of every file."""
-        candidates = {name: {"bool", "int", "float"} for name in columns}
+        """The type of each requested column, decided from every non-null value of every
+        file; declared columns are text here (cast later, row by row, by `etl.declared`),
+        except the incremental cursor, which the window compares in its inferred type."""
+        declared = dict(self.source.columns)
+        if self.source.incremental is not None:
+            declared.pop(self.source.incremental.cursor, None)
+        candidates = {name: {"bool", "int", "float"} for name in columns if name not in declared}
+        types = {name: pa.string() for name in columns if name in declared}
+        if not candidates:  # nothing to infer: no typing pass, so no row count either
+            self._rows = None
+            return types
+        columns = list(candidates)
         seen = set()
         options = self._convert_options(columns, dict.fromkeys(columns, pa.string()))
         rows = 0
@@ -214,7 +235,8 @@ class CsvExtractor:
                         seen.add(name)
                         _narrow(kinds, values)
         self._rows = rows
-        return {name: _arrow_type(candidates[name] if name in seen else set()) for name in columns}
+        inferred = {n: _arrow_type(candidates[n] if n in seen else set()) for n in columns}
+        return {**types, **inferred}
 
     def chunks(self, columns: list[str], window: Window | None) -> Iterator[pd.DataFrame]:
         """Frames of at most chunk_size rows of `columns`, typed the same in every chunk."""
@@ -233,26 +255,45 @@ class CsvExtractor:
         """The rows counted by the typing pass (without a window: it filters later)."""
         return self._rows
 
-    @staticmethod
-    def _convert_options(columns: list[str], types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
+    def _convert_options(
+        self, columns: list[str], types: dict[str, pa.DataType]
+    ) -> pacsv.ConvertOptions:
         return pacsv.ConvertOptions(
             column_types=types,
             include_columns=columns,
             include_missing_columns=True,
-            null_values=[""],
+            null_values=list(self.source.null_values),
             strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
             true_values=_TRUE,
             false_values=_FALSE,
         )
 
-    @staticmethod
-    def _batches(file: Path, options: pacsv.ConvertOptions) -> Iterator[pa.RecordBatch]:
+    def _batches(self, file: Path, options: pacsv.ConvertOptions) -> Iterator[pa.RecordBatch]:
         """The record batches; a ragged row or a bad byte is a SourceError naming its line."""
+        read = pacsv.ReadOptions(encoding=self.source.encoding)
+        parse = pacsv.ParseOptions(delimiter=self.source.delimiter)
         try:
-            with pacsv.open_csv(file, convert_options=options) as reader:
+            with pacsv.open_csv(
+                file, read_options=read, parse_options=parse, convert_options=options
+            ) as reader:
                 yield from reader
         except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError) as exc:
-            raise SourceError(_explain(file, exc)) from None
+            raise SourceError(_explain(file, exc, self._dialect())) from None
+
+    def _dialect(self) -> _Dialect:
+        return _Dialect(self.source.encoding, self.source.delimiter)
+
+    def _header(self, file: Path) -> list[str]:
+        with open(file, "rb") as handle:
+            lines = _lines(handle, self.source.encoding)
+            reader = csv.reader(lines, delimiter=self.source.delimiter)
+            try:
+                return next(reader, [])
+            except _BadEncoding as bad:
+                raise SourceError(_not_decodable(file, bad.line, self.source.encoding)) from None
+            except csv.Error as exc:
+                raise SourceError(f"{file} line {reader.line_num}: {exc}") from None
 
 
 def _narrow(kinds: set[str], values: pa.Array) -> None:
@@ -279,15 +320,10 @@ def _arrow_type(kinds: set[str]) -> pa.DataType:
     return pa.string()
 
 
-def _header(file: Path) -> list[str]:
-    with open(file, "rb") as handle:
-        reader = csv.reader(_utf8_lines(handle))
-        try:
-            return next(reader, [])
-        except _BadEncoding as bad:
-            raise SourceError(_not_utf8(file, bad.line)) from None
-        except csv.Error as exc:
-            raise SourceError(f"{file} line {reader.line_num}: {exc}") from None
+@dataclass(frozen=True)
+class _Dialect:
+    encoding: str
+    delimiter: str
 
 
 class _BadEncoding(Exception):
@@ -295,23 +331,35 @@ class _BadEncoding(Exception):
         self.line = line
 
 
-def _utf8_lines(handle: Any) -> Iterator[str]:
-    """A binary file's lines decoded one by one, so a bad byte is pinned to its line."""
-    for number, raw in enumerate(handle, 1):
-        try:
-            yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError:
-            raise _BadEncoding(number) from None
+def _lines(handle: Any, encoding: str) -> Iterator[str]:
+    """A binary file's lines decoded one by one, so a bad byte is pinned to its line (a
+    UTF-8 byte order mark is skipped). Encodings whose newline is not the byte 0x0A
+    (UTF-16, UTF-32) are decoded as a stream; a bad byte there is reported as line 0."""
+    if codecs.lookup(encoding).name in _UTF8_NAMES:
+        for number, raw in enumerate(handle, 1):
+            try:
+                yield raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise _BadEncoding(number) from None
+        return
+    try:
+        yield from io.TextIOWrapper(handle, encoding=encoding, newline="")
+    except UnicodeDecodeError:
+        raise _BadEncoding(0) from None
 
 
-def _not_utf8(file: Path, line: int) -> str:
-    return f"{file} line {line}: not valid UTF-8 (re-encode the file as UTF-8)"
+_UTF8_NAMES = ("utf-8", "utf-8-sig")
 
 
-def _explain(file: Path, exc: Exception) -> str:
+def _not_decodable(file: Path, line: int, encoding: str) -> str:
+    where = f" line {line}" if line else ""
+    return f"{file}{where}: not valid {encoding} (set source.encoding, or re-encode the file)"
+
+
+def _explain(file: Path, exc: Exception, dialect: _Dialect) -> str:
     """Find the first bad line with the csv module (pyarrow does not say which line it was)."""
     with open(file, "rb") as handle:
-        reader = csv.reader(_utf8_lines(handle))
+        reader = csv.reader(_lines(handle, dialect.encoding), delimiter=dialect.delimiter)
         try:
             width = len(next(reader, []))
             for record in reader:
@@ -321,7 +369,7 @@ def _explain(file: Path, exc: Exception) -> str:
                         f"found {len(record)}"
                     )
         except _BadEncoding as bad:
-            return _not_utf8(file, bad.line)
+            return _not_decodable(file, bad.line, dialect.encoding)
         except csv.Error as error:
             return f"{file} line {reader.line_num}: {error}"
     # Never quote pyarrow's message: it carries the row's text (emails, phones).
@@ -354,6 +402,15 @@ class ParquetExtractor:
     def columns(self) -> list[str]:
         """The unified schema's column names."""
         return list(self.schema.names)
+
+    def unsendable(self, columns: list[str]) -> dict[str, str]:
+        """Column -> its Parquet type, for the columns no JSON value can carry (binary,
+        durations, intervals): a definition error, before any row is read."""
+        fields = {field.name: field.type for field in self.schema}
+        return {
+            name: str(fields[name]) for name in columns
+            if name in fields and any(test(fields[name]) for test in _UNSENDABLE)
+        }
 
     def chunks(self, columns: list[str], window: Window | None) -> Iterator[pd.DataFrame]:
         """Frames of at most chunk_size rows of `columns`, typed by the unified schema."""
@@ -392,6 +449,12 @@ class ParquetExtractor:
             return opener(file)
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"{file}: not a readable Parquet file: {exc}") from None
+
+
+_UNSENDABLE = (
+    pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary,
+    pa.types.is_binary_view, pa.types.is_duration, pa.types.is_interval,
+)
 
 
 def _streamed(file: Path) -> pq.ParquetFile:

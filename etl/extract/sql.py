@@ -11,7 +11,7 @@ kept for the whole result: from the driver's type code where it names the type
 column's first non-null value (SQLite, whose columns are typed per value). Dialects are
 normalised so the same data gives the same frame everywhere:
 
-    DECIMAL/NUMERIC        float64 (the API takes JSON numbers)
+    DECIMAL/NUMERIC        object of decimal.Decimal (exact; sent as the exact JSON number)
     integers, any width    Int64 (MySQL TINYINT(1) "booleans" are integers there)
     TIMESTAMP / DATETIME   datetime64[us]; WITH TIME ZONE values converted to UTC, so the
                            session's time zone never changes a frame
@@ -272,8 +272,8 @@ _KINDS_BY_NAME = {
     "int": {"int", "int2", "int4", "int8", "int64", "integer", "tinyint", "smallint",
             "mediumint", "bigint", "hugeint", "utinyint", "usmallint", "uinteger", "ubigint",
             "year"},
-    "float": {"float", "float4", "float8", "float64", "double", "double precision", "real",
-              "numeric", "decimal", "newdecimal", "bignumeric"},
+    "float": {"float", "float4", "float8", "float64", "double", "double precision", "real"},
+    "decimal": {"numeric", "decimal", "newdecimal", "bignumeric"},
     "bool": {"bool", "boolean"},
     "str": {"text", "varchar", "char", "bpchar", "name", "string", "var_string", "nvarchar",
             "nchar", "character", "character varying"},
@@ -295,7 +295,9 @@ def _kind_of_value(value: Any) -> str:
         return "bool"
     if isinstance(value, int):
         return "int"
-    if isinstance(value, (float, Decimal)):
+    if isinstance(value, Decimal):
+        return "decimal"
+    if isinstance(value, float):
         return "float"
     if isinstance(value, dt.datetime):
         return "datetime_tz" if value.tzinfo is not None else "datetime"
@@ -331,6 +333,8 @@ def _series(values: list[Any], kind: str | None, index: pd.Index) -> pd.Series:
     if kind == "float":
         floats = [math.nan if value is None else float(value) for value in values]
         return pd.Series(np.asarray(floats, dtype="float64"), index=index)
+    if kind == "decimal":
+        return pd.Series([_decimal(value) for value in values], index=index, dtype=object)
     if kind == "bool":
         return pd.Series(pd.array(values, dtype="boolean"), index=index)
     if kind == "datetime":
@@ -338,3 +342,10 @@ def _series(values: list[Any], kind: str | None, index: pd.Index) -> pd.Series:
     if kind == "datetime_tz":
         return pd.Series(pd.to_datetime(values, utc=True).as_unit("us"), index=index)
     return pd.Series(values, index=index, dtype=object)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A NUMERIC value as a Decimal, whatever the driver returned (SQLite gives floats)."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)

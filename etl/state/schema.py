@@ -116,6 +116,18 @@ watermarks = sa.Table(
     sa.Column("value", sa.Text, nullable=False),  # type-tagged, see encode_value
 )
 
+# What a pipeline last sent (SPEC §6, type drift): per property its JSON type (role
+# "property"), per id key column the type its values were hashed as (role "key").
+sent_types = sa.Table(
+    "etl_sent_types",
+    metadata,
+    sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("role", sa.String(16), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("type", sa.String(64), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
 
 def encode_value(value: Any) -> str | None:
     """A cursor or watermark as JSON text tagged with its type; None (or NaN/NaT) is None.

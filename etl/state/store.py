@@ -38,6 +38,7 @@ from etl.state.schema import (
     encode_value,
     events,
     runs,
+    sent_types,
     watermarks,
 )
 from etl.state.scope import LEGACY, Scope
@@ -206,6 +207,25 @@ class StateStore:
         with self._errors("write"), self.engine.begin() as connection:
             statement = _upsert(connection, watermarks, lambda new: {"value": new.value})
             connection.execute(statement, [row])
+
+    # -- type drift -----------------------------------------------------------------
+    def sent_types(self, pipeline: str, role: str) -> dict[str, str]:
+        """Name -> type last recorded for `role` ("property": JSON type; "key": id key column)."""
+        query = sa.select(sent_types.c.name, sent_types.c.type).where(
+            sent_types.c.pipeline == pipeline, sent_types.c.role == role
+        )
+        with self._errors("read"), self.engine.connect() as connection:
+            return {name: kind for name, kind in connection.execute(query)}
+
+    def set_sent_types(self, pipeline: str, role: str, types: dict[str, str]) -> None:
+        """Remember these types (others of the role stay as they were)."""
+        if not types:
+            return
+        now = _now()
+        rows = [{"pipeline": pipeline, "role": role, "name": name, "type": kind, "updated_at": now}
+                for name, kind in types.items()]
+        with self._errors("write"), self.engine.begin() as connection:
+            connection.execute(_upsert(connection, sent_types, _type_update), rows)
 
     # -- reporting ------------------------------------------------------------------
     def summary(self, pipeline: str) -> StatusReport:
@@ -425,6 +445,10 @@ def _event_update(new: Any) -> dict[str, Any]:
         "body": new.body,
         "cursor": new.cursor,
     }
+
+
+def _type_update(new: Any) -> dict[str, Any]:
+    return {"type": new.type, "updated_at": new.updated_at}
 
 
 def _upsert(
