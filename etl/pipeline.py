@@ -559,11 +559,12 @@ class _Run:
             sent = self.types.property_types()
             before = self.state.sent_types(self.pipeline.name, "property")
             report.type_changes = type_changes(before, sent)
-            if self.mode == "run" and report.delivered:
-                self.state.set_sent_types(self.pipeline.name, "property", sent)
             if self.mode == "run":
+                # The run's end first: on a full disk it is what the reserved space is for.
                 report.watermark = self._advance_watermark(outcome)
                 self.state.end_run(report.run_id or 0, exit_code, report.to_dict())
+                if report.delivered:
+                    self.state.set_sent_types(self.pipeline.name, "property", sent)
             else:
                 report.watermark = self.state.watermark(self.scope)
         except StateError as exc:  # a full disk: the summary still prints, the cause with it
