@@ -34,13 +34,13 @@ from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError, DefinitionError, RunInterrupted, StateError
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
-from etl.quarantine import EVENT_ID, Quarantine
+from etl.quarantine import EVENT_ID, REJECT_REASON, REJECT_RULE, Quarantine
 from etl.redact import mask_in_text
 from etl.report import ProgressDisplay, RunReport
 from etl.store_credentials import StoreCredentials
 from etl.stores import StoreRouter
 from etl.transform import Transformer
-from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+from etl.validate import Validator
 from etl.watch import watching
 
 if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy
@@ -231,7 +231,8 @@ class _Run:
         if incremental is None:
             if self.options.since or self.options.until:
                 raise DefinitionError(
-                    self.pipeline.file, [("source.incremental", "--since/--until need an incremental cursor")]
+                    self.pipeline.file,
+                    [("source.incremental", "--since/--until need an incremental cursor")],
                 )
             return None
         after: Any = self.options.since
@@ -363,7 +364,8 @@ class _Run:
         try:
             return await asyncio.to_thread(function, *args)
         finally:
-            setattr(self.report, counter, getattr(self.report, counter) + time.perf_counter() - started)
+            spent = time.perf_counter() - started
+            setattr(self.report, counter, getattr(self.report, counter) + spent)
 
     async def _prepared_chunks(self) -> AsyncIterator[_Prepared]:
         """Prepare chunks one ahead of the consumer, in a worker thread."""
@@ -402,16 +404,19 @@ class _Run:
         first = await anext(prepared, None)
         self._check_key_types()
         statuses = [Status.FAILED] + ([Status.REJECTED] if self.options.retry_rejected else [])
-        for status in statuses if self.state is not None and not self.options.full_refresh else []:
+        state = None if self.options.full_refresh else self.state
+        for status in statuses:
+            if state is None:
+                break
             for scope in self._scopes_with(status):
-                earlier = self.state.failed_events(scope, status)
+                earlier = state.failed_events(scope, status)
                 while batch := list(islice(earlier, RETRY_BATCH)):
                     self.retry_ids.update(event.id for event in batch)
                     self.report.retried_from_last_run += len(batch)
                     yield EventBatch.of(batch)
         if first is not None:
-            batch, first = self._without_retried(first), None  # held no longer than any chunk
-            yield batch
+            ready, first = self._without_retried(first), None  # held no longer than any chunk
+            yield ready
         async for item in prepared:
             yield self._without_retried(item)
 
@@ -480,7 +485,9 @@ class _Run:
             self.watermark.blocked(event.cursor)
         self.progress.tick()
 
-    def _quarantine_api_reject(self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None) -> None:
+    def _quarantine_api_reject(
+        self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None
+    ) -> None:
         if origin:
             row = origin[0].loc[[origin[1]]]
         elif self.store_column and outcome.event.store is not None:  # many stores: no rows held
@@ -488,7 +495,9 @@ class _Run:
         else:
             row = pd.DataFrame(index=[0])
         self.quarantine.write(
-            row.assign(**{REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id})
+            row.assign(**{
+                REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id
+            })
         )
 
     async def _load(self, client: httpx.AsyncClient | None) -> None:
@@ -569,7 +578,9 @@ class _Run:
             report, enabled=self.options.progress, interval=self.options.progress_interval,
             total_rows=self._total_rows,
         )
-        work = {"run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate}
+        work = {
+            "run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate
+        }
         watch = watching(
             self.progress, self.stats, state=self.state if self.mode == "run" else None,
             run_id=report.run_id, metrics_port=self.options.metrics_port,
@@ -614,11 +625,12 @@ class _Run:
             sent = self.types.property_types()
             before = self.state.sent_types(self.pipeline.name, "property")
             report.type_changes = type_changes(before, sent)
-            if self.mode == "run" and report.delivered:
-                self.state.set_sent_types(self.pipeline.name, "property", sent)
             if self.mode == "run":
+                # The run's end first: on a full disk it is what the reserved space is for.
                 report.watermark = self._advance_watermark(outcome)
                 self.state.end_run(report.run_id or 0, exit_code, report.to_dict())
+                if report.delivered:
+                    self.state.set_sent_types(self.pipeline.name, "property", sent)
             else:
                 report.watermark = self.state.watermark(self.scope)
         except StateError as exc:  # a full disk: the summary still prints, the cause with it
@@ -716,7 +728,9 @@ async def run_async(
     return await _Run(pipeline, options, chosen).execute(client)
 
 
-def run(pipeline: Pipeline, options: RunOptions | None = None, *, mode: str | None = None) -> RunReport:
+def run(
+    pipeline: Pipeline, options: RunOptions | None = None, *, mode: str | None = None
+) -> RunReport:
     """Blocking wrapper of `run_async` for cron jobs and orchestrators."""
     return asyncio.run(run_async(pipeline, options, mode=mode))
 
