@@ -412,9 +412,10 @@ def _resolve_paths(raw: dict[str, Any], folder: Path, problems: list[tuple[str, 
             else:
                 source["query"] = _read_query(query_file, problems)
     destination = raw.get("destination")
-    credentials = destination.get("credentials") if isinstance(destination, dict) else None
-    if isinstance(credentials, str) and credentials and not os.path.isabs(credentials):
-        destination["credentials"] = str(folder / credentials)
+    if isinstance(destination, dict):
+        credentials = destination.get("credentials")
+        if isinstance(credentials, str) and credentials and not os.path.isabs(credentials):
+            destination["credentials"] = str(folder / credentials)
     state = raw.setdefault("state", DEFAULT_STATE)
     if isinstance(state, str) and "://" not in state and not os.path.isabs(state):
         raw["state"] = str(folder / state)

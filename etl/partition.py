@@ -8,8 +8,9 @@ bucket is K:
 
 The hash is stable across processes, machines and Python versions (unlike `hash()`),
 so every copy agrees on who owns what without talking to the others. With today's
-single constant store a copy either owns the store or has nothing to do; a per-row
-store column (issue 14) filters rows with the same `bucket`.
+single constant store a copy either owns the store or has nothing to do; a pipeline with
+a per-row store column refuses `--partition` for now (usage error, exit 2): its one
+watermark and run lock are not split by bucket yet.
 
     >>> Partition.parse("1/4").owns("my-store")
     False
@@ -68,7 +69,7 @@ def not_mine(pipeline: Pipeline, partition: Partition) -> str | None:
     A pipeline without a store id is not skipped: the run itself reports what is missing.
     """
     store = pipeline.destination.store_id
-    if not store or partition.owns(store):
+    if not isinstance(store, str) or not store or partition.owns(store):
         return None
     owner = bucket(store, partition.count)
     return (f"{pipeline.name}: partition {partition} does not own store {store!r} "

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from etl.checks import store_id_problem
+from etl.quarantine import REJECT_REASON, REJECT_RULE
 from etl.store_credentials import StoreCredentials
-from etl.validate import REJECT_REASON, REJECT_RULE
 
 #: The reject rule of a row whose store cannot be sent to.
 RULE = "store"

@@ -42,7 +42,7 @@ METADATA_FIELDS = (
 def pipeline_stores(pipeline: Pipeline) -> list[str]:
     """The stores a pipeline sends to: its partitions (none while its store id is unset)."""
     store = pipeline.destination.store_id
-    return [store] if store else []
+    return [store] if isinstance(store, str) and store else []
 
 
 def pipeline_asset(
