@@ -281,3 +281,12 @@ def test_a_single_store_state_carries_over_to_the_store_column(tmp_path: Path, s
     report = project.report()
     assert (report["skipped_unchanged"], report["delivered"]) == (5, 5)
     assert server.stats("shop-a")["requests"] == 5 and len(server.events("shop-b")) == 5
+
+
+def test_partition_of_a_store_column_pipeline_is_a_usage_error(tmp_path: Path) -> None:
+    project = Stores(tmp_path, "http://127.0.0.1:9", csv(tmp_path, rows(STORES, 2)),
+                     credentials="stores.yaml")
+    result = project.etl("run", str(project.file), "--partition", "0/2")
+    assert result.returncode == 2
+    assert "--partition does not split a store_id: {column: ...} pipeline yet" in result.stderr
+    assert "Traceback" not in result.stderr
