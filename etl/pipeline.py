@@ -326,14 +326,22 @@ class _Run:
             setattr(self.report, counter, getattr(self.report, counter) + time.perf_counter() - started)
 
     async def _prepared_chunks(self) -> AsyncIterator[_Prepared]:
-        """Prepare chunks one ahead of the consumer, in a worker thread."""
+        """Prepare chunks in a worker thread: a real run one ahead of the senders; a dry
+        run or a validate only once the previous chunk is done with (nothing there to
+        overlap with, and one chunk fewer in memory: SPEC §7)."""
         queue: asyncio.Queue[_Prepared | BaseException | None] = asyncio.Queue(maxsize=1)
+        ahead = self.mode == "run"
 
         async def produce() -> None:
             try:
                 chunks = self._chunks()
                 while (chunk := await self._timed("read_s", next, chunks, None)) is not None:
-                    await queue.put(await self._timed("prepare_s", self._prepare, chunk))
+                    prepared = await self._timed("prepare_s", self._prepare, chunk)
+                    del chunk  # not held while the next one is read
+                    await queue.put(prepared)
+                    del prepared
+                    if not ahead:
+                        await queue.join()
                 self.extraction_complete = True
                 await queue.put(None)
             except Exception as exc:  # handed to the consumer, which re-raises it
@@ -346,6 +354,8 @@ class _Run:
                     raise item
                 self._account(item)
                 yield item
+                item = None  # the consumer is done with it: not held while the next is made
+                queue.task_done()
         finally:
             producer.cancel()
             cancel = getattr(self.extractor, "cancel", None)
@@ -372,7 +382,9 @@ class _Run:
             batch, first = self._without_retried(first), None  # held no longer than any chunk
             yield batch
         async for item in prepared:
-            yield self._without_retried(item)
+            batch, item = self._without_retried(item), None
+            yield batch
+            batch = None
 
     def _without_retried(self, prepared: _Prepared) -> EventBatch:
         """A chunk's events less those this run already resent from the failed list.
@@ -475,6 +487,7 @@ class _Run:
             if cursors:
                 self.watermark.done(max(cursors))
             self.progress.tick()
+            del batch, cursors  # not held while the next chunk is prepared
 
     async def _validate(self) -> None:
         async for _ in self._prepared_chunks():
