@@ -481,7 +481,7 @@ class _Run:
         """Whole batches at a time: a dry run is the benchmark of everything but HTTP."""
         async for batch in self._batches():
             if self.output is not None:
-                self.output.write(batch.jsonl())
+                self.output.writelines(batch.jsonl())
             self.report.written += len(batch)
             cursors = [cursor for cursor in batch.cursors or () if cursor is not None]
             if cursors:
