@@ -31,7 +31,7 @@ def _run(latency_ms: float, jitter_ms: float) -> None:
     with start_sandbox(config) as server:
         dest = destination(server, rate_limit=LIMIT)
         batch = events(int(LIMIT * SECONDS * 2))  # more than fits: the clock ends the run
-        statuses, stats, _ = asyncio.run(deliver(dest, batch, seconds=SECONDS))
+        _, stats, _ = asyncio.run(deliver(dest, batch, seconds=SECONDS))
         seen = server.stats(STORE)
     times = seen["request_times"]
     accepted = seen["status_counts"].get("200", 0)

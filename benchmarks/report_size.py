@@ -2,7 +2,8 @@
 
 Builds a SQLite state as a 30-day backfill leaves it: 2M events whose latest outcomes
 spread over 720 hours (1% failed, 0.5% refused by the API), 60 runs with their JSON
-summaries and rejects in 3 rules; then reads the history and renders the page. Target: well under 2 MB (small enough to mail).
+summaries and rejects in 3 rules; then reads the history and renders the page.
+Target: well under 2 MB (small enough to mail).
 
     python -m benchmarks.report_size
 """

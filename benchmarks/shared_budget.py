@@ -34,10 +34,10 @@ from etl.sandbox.config import SandboxConfig
 from etl.sandbox.process import start_sandbox
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from fleet_helpers import postgres_state  # noqa: E402  (the tests' set-up, shared)
-from test_load_limits import max_in_window  # noqa: E402  (one definition of the window count)
+from fleet_helpers import postgres_state  # the tests' set-up, shared
+from test_load_limits import max_in_window  # one definition of the window count
 
-from benchmarks.load_throughput import events  # noqa: E402
+from benchmarks.load_throughput import events
 
 REDIS = "redis://127.0.0.1:6379/0"
 RATE = 5.0

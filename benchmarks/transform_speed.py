@@ -16,8 +16,9 @@ from collections import Counter
 from benchmarks import realistic
 from etl.definition import parse_pipeline
 from etl.extract import open_extractor
+from etl.quarantine import REJECT_RULE
 from etl.transform import Transformer
-from etl.validate import REJECT_RULE, Validator
+from etl.validate import Validator
 
 ROWS = 1_000_000
 CHUNK = 50_000

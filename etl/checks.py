@@ -62,7 +62,7 @@ def path_problem(value: str) -> str | None:
         ]
     except ValueError as exc:  # a lone '{' or '}'
         return f"{_printable(value)}: {exc} (write '{{{{' for a literal brace)"
-    unknown = sorted({name for name in fields if name not in PATH_PLACEHOLDERS})
+    unknown = sorted({str(name) for name in fields if name not in PATH_PLACEHOLDERS})
     if unknown:
         return f"unknown placeholder {{{unknown[0]}}}; known: " + ", ".join(
             f"{{{p}}}" for p in sorted(PATH_PLACEHOLDERS)

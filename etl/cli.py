@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +101,7 @@ def _each_file(command: Callable[..., int]) -> Callable[..., None]:
     def wrapper(pipeline_files: tuple[str, ...], **kwargs: Any) -> None:
         worst = 0
         for file in pipeline_files:
-            code = _outcome(lambda file=file: command(file, **kwargs))
+            code = _outcome(partial(command, file, **kwargs))
             worst = max(worst, code)
             if code == RunInterrupted.exit_code:
                 break  # the user asked to stop: the remaining files wait for the next run
@@ -141,12 +141,12 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(RunInterrupted.exit_code)
-        except Exception as exc:  # noqa: BLE001 - the last line of defence, by design
+        except Exception as exc:  # the last line of defence, by design
             from etl import crash
 
             try:
                 line = crash.describe(exc)
-            except Exception:  # noqa: BLE001 - even the report failed: still one line
+            except Exception:  # even the report failed: still one line
                 line = f"internal error ({type(exc).__name__})"
             click.echo(f"error: {line}", err=True)
             ctx.exit(crash.EXIT_CODE)
@@ -154,7 +154,8 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="yotpo-events-etl", prog_name="etl")
-@click.option("-v", "--verbose", is_flag=True, help="Log debug details (never tokens or unmasked PII).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log debug details (never tokens or unmasked PII).")
 @click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
               help="json: every log, progress and summary line as one JSON object on stderr.")
 def main(verbose: bool, log_format: str) -> None:
@@ -197,7 +198,8 @@ rejected rows in .etl/rejects/<pipeline>/<run id>.csv."""
 @main.command("run", epilog=_RUN_EPILOG)
 @PIPELINES
 @VERBOSE
-@click.option("--dry-run", is_flag=True, help="Do everything but HTTP; nothing is written to state.")
+@click.option("--dry-run", is_flag=True,
+              help="Do everything but HTTP; nothing is written to state.")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="With --dry-run: write the bodies that would be sent, one JSON per line.")
 @click.option("--limit", type=click.IntRange(min=1), help="Read at most N source rows.")
@@ -328,10 +330,11 @@ def status_command(pipeline_file: str, as_json: bool) -> int:
         s = record.summary or {}
         runs.add_row(str(record.id), record.store_id or "",
                      f"{record.started_at:%Y-%m-%d %H:%M:%S}",
-                     f"{record.ended_at:%Y-%m-%d %H:%M:%S}" if record.ended_at else "running / killed",
+                     f"{record.ended_at:%Y-%m-%d %H:%M:%S}" if record.ended_at
+                     else "running / killed",
                      "" if record.exit_code is None else str(record.exit_code),
-                     *(str(s.get(key, "")) for key in ("extracted", "delivered", "rejected", "failed",
-                                                       "skipped_unchanged")),
+                     *(str(s.get(key, "")) for key in
+                       ("extracted", "delivered", "rejected", "failed", "skipped_unchanged")),
                      str(_pending(s)))
     console.print(runs)
     errors = Table("store", "event id", "error (masked)", "when", title="last errors")
@@ -383,7 +386,8 @@ def _pending(summary: dict[str, Any]) -> int | str:
         return ""
     done = sum(summary.get(k, 0) for k in ("skipped_unchanged", "delivered", "failed"))
     done += summary.get("rejected_by_rule", {}).get("api", 0)
-    return max(summary.get("valid", 0) + summary.get("retried_from_last_run", 0) - done, 0)
+    pending: int = max(summary.get("valid", 0) + summary.get("retried_from_last_run", 0) - done, 0)
+    return pending
 
 
 @main.command("init")

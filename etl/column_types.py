@@ -17,6 +17,7 @@ timestamp, date) plus `decimal` (exact numbers) and `binary`; JSON types are `nu
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +42,7 @@ _JSON = {
 def type_of(values: pd.Series) -> str | None:
     """The type name of a column's values; None when it holds no value to tell by."""
     dtype = values.dtype
-    if dtype == object:
+    if pd.api.types.is_object_dtype(dtype):
         inferred = pd.api.types.infer_dtype(values, skipna=True)
         return None if inferred == "empty" else _INFERRED.get(inferred, "mixed")
     if not values.notna().any():  # cheap for typed columns (a mask or NaN scan)
@@ -155,7 +156,11 @@ def _nulls_and_type(values: pd.Series, settled: str | None) -> tuple[int, str | 
         return int(values.isna().sum()), settled or type_of(values)
     inferred = settled or type_of(values)
     array = values.to_numpy()
-    missing = np.equal(array, None) if inferred == "string" else pd.isna(array)
+    # numpy's stubs take no None operand; an object array compares with it elementwise.
+    missing = (
+        np.equal(array, None)  # type: ignore[call-overload]
+        if inferred == "string" else pd.isna(array)
+    )
     return int(np.count_nonzero(missing)), inferred
 
 
@@ -175,7 +180,9 @@ def _sent_columns(pipeline: Pipeline) -> set[str]:
     event = pipeline.event
     sent = {event.occurred_at, *event.customer.identifier_columns().values()}
     sent |= set(event.customer.properties.values()) | set(event.properties.values())
-    sent |= {spec.column for spec in (event.source, event.event_name) if isinstance(spec, ColumnRef)}
+    sent |= {
+        spec.column for spec in (event.source, event.event_name) if isinstance(spec, ColumnRef)
+    }
     if event.id.column:
         sent.add(event.id.column)
     return sent
@@ -191,7 +198,7 @@ def type_changes(before: dict[str, str], now: dict[str, str]) -> list[dict[str, 
 
 
 def key_type_problem(
-    before: dict[str, str], now: dict[str, str], declared: dict[str, str]
+    before: dict[str, str], now: dict[str, str], declared: Mapping[str, str]
 ) -> str | None:
     """Why the run must stop: an undeclared id key column whose type changed (every id
     hashes its type, so all of them would change and the store would hold every event

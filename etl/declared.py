@@ -99,12 +99,14 @@ def _text_matching(text: pd.Series, pattern: str) -> pa.Array:
 
 def _text_to_integer(text: pd.Series, missing: np.ndarray, timezone: str) -> pd.Series:
     digits = _text_matching(text, _INTEGER)
+    result: pd.Series
     try:
         result = pc.cast(digits, pa.int64()).to_pandas(types_mapper=_INT64.get)
     except pa.ArrowInvalid:  # beyond int64: value by value
         result = pd.Series(pd.array([_int(v) for v in digits.to_pylist()], dtype="Int64"))
     floats = _text_to_float(text.where(result.isna().to_numpy(), None), missing, timezone)
-    return result.fillna(_whole(floats))
+    filled: pd.Series = result.fillna(_whole(floats))
+    return filled
 
 
 def _int(text: str | None) -> int | None:
@@ -162,7 +164,8 @@ def _from_typed(values: pd.Series, kind: str, missing: np.ndarray, timezone: str
     dtype = values.dtype
     if kind == "timestamp" and _is_time(dtype):
         if isinstance(dtype, pd.DatetimeTZDtype):
-            return plain.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+            utc: pd.Series = plain.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
+            return utc
         from etl.validate import parse_timestamps
 
         return parse_timestamps(plain, timezone)
@@ -234,7 +237,7 @@ def _value_to_boolean(value: Any) -> bool | None:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     if isinstance(value, (int, float, np.integer, np.floating, Decimal)):
-        return {1: True, 0: False}.get(value)  # type: ignore[call-overload]
+        return True if value == 1 else False if value == 0 else None
     if isinstance(value, str):
         lowered = value.strip().lower()
         return True if lowered in _TRUE else False if lowered in _FALSE else None

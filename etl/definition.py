@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -26,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from etl import checks, redact, wire
 from etl.errors import DefinitionError
@@ -255,7 +257,10 @@ class Destination(_Frozen):
         return self.base_url.rstrip("/") + self.path.format(store_id=self.store_id)
 
 
-def _checked(value: Any, problem_of: Any) -> Any:
+_Checked = TypeVar("_Checked", str, str | None, SecretStr | None)
+
+
+def _checked(value: _Checked, problem_of: Callable[[str], str | None]) -> _Checked:
     """Run a `checks` function on a (possibly secret) value; raise its problem, if any."""
     if value is None:
         return value
@@ -335,7 +340,9 @@ class Pipeline(_Frozen):
         references.append((event.occurred_at, "event.occurred_at"))
         customer = event.customer
         references += [(c, f"event.customer.{n}") for n, c in customer.identifier_columns().items()]
-        references += [(c, f"event.customer.properties.{n}") for n, c in customer.properties.items()]
+        references += [
+            (c, f"event.customer.properties.{n}") for n, c in customer.properties.items()
+        ]
         references += [(c, f"event.properties.{n}") for n, c in event.properties.items()]
         references += [(c, f"event.id.key[{i}]") for i, c in enumerate(event.id.key or ())]
         if event.id.column:
@@ -407,7 +414,7 @@ def _glob_or_path_exists(path: str) -> bool:
     return os.path.exists(path) or bool(glob.glob(path))
 
 
-def _describe(error: dict[str, Any]) -> tuple[str, str]:
+def _describe(error: ErrorDetails) -> tuple[str, str]:
     """One pydantic error as (dotted key, readable problem)."""
     location = [str(part) for part in error["loc"] if not str(part).startswith("function-")]
     # Union members show up in the location (e.g. 'str', 'ColumnRef'); they name no key.
@@ -424,7 +431,10 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
 
 
 def parse_pipeline(path: str | os.PathLike[str]) -> Pipeline:
-    """Read, substitute, resolve and check a pipeline file; raise DefinitionError listing all problems."""
+    """Read, substitute, resolve and check a pipeline file.
+
+    Raises DefinitionError listing all problems at once.
+    """
     file = Path(path).resolve()
     if not file.is_file():
         raise DefinitionError(file, [("(file)", "pipeline file does not exist")])

@@ -35,7 +35,8 @@ def main() -> int:
     try:
         for name in PIPELINES:
             file = ROOT / "pipelines" / f"{name}.yaml"
-            print(f"\n$ etl run pipelines/{name}.yaml --limit {ROWS_PER_PIPELINE} --full-refresh", flush=True)
+            command = f"etl run pipelines/{name}.yaml --limit {ROWS_PER_PIPELINE} --full-refresh"
+            print(f"\n$ {command}", flush=True)
             result = subprocess.run(
                 [sys.executable, "-m", "etl", "run", str(file), "--limit", str(ROWS_PER_PIPELINE),
                  "--full-refresh"],

@@ -9,6 +9,7 @@ see `etl.watch`); reject examples come from the runs' quarantine files, masked.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -127,7 +128,7 @@ def _truncated(dialect: str, bucket: str) -> sa.ColumnElement[str]:
     return sa.func.strftime("%Y-%m-%d %H:" + ("%M" if minute else "00"), events.c.last_at)
 
 
-def _hours(rows: list[Any]) -> list[tuple[str, dict[str, int]]]:
+def _hours(rows: Sequence[Any]) -> list[tuple[str, dict[str, int]]]:
     by_hour: dict[str, dict[str, int]] = defaultdict(dict)
     for hour, status, count in rows:
         by_hour[str(hour)][status] = int(count)
@@ -138,7 +139,7 @@ def _examples(run_list: list[Run], email: str | None, phone: str | None) -> dict
     """Distinct reasons per rule from the newest quarantine files, masked for display."""
     import pandas as pd
 
-    from etl.validate import REJECT_REASON, REJECT_RULE
+    from etl.quarantine import REJECT_REASON, REJECT_RULE
 
     examples: dict[str, list[str]] = {}
     for run in reversed(run_list):

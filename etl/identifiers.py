@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser  # type: ignore[attr-defined]
 from typing import Any
@@ -151,7 +151,7 @@ def _lengths(code: int) -> frozenset[int]:
     )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _international(code: str) -> _Plan | None:
     """Numbers written "+<code>N" (step 3)."""
     number = int(code)
@@ -165,12 +165,14 @@ def _international(code: str) -> _Plan | None:
     return _Plan(code, _lengths(number), frozenset("0") | national)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _national(region: str) -> _Plan | None:
     """Numbers written without "+" for the default region (step 2)."""
     if region not in phonenumbers.SUPPORTED_REGIONS:  # parse would refuse it
         return None
     metadata = PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None or metadata.country_code is None:
+        return None
     code = str(metadata.country_code)
     dialling = _first_digits(metadata.international_prefix)
     national = _first_digits(metadata.national_prefix_for_parsing)
@@ -180,7 +182,7 @@ def _national(region: str) -> _Plan | None:
     return _Plan(code, _lengths(metadata.country_code), blocked)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _own_code(region: str) -> tuple[str, ...]:
     """Keys (tag "c<code>") of numbers written without "+" that start with the region's
     own calling code and are too long for the region without it ("1-415-555-2671" in
@@ -190,6 +192,8 @@ def _own_code(region: str) -> tuple[str, ...]:
     if plan is None:
         return ()
     metadata = PhoneMetadata.metadata_for_region(region, None)
+    if metadata is None or metadata.country_code is None or metadata.general_desc is None:
+        return ()
     number = metadata.country_code
     main = PhoneMetadata.metadata_for_region_or_calling_code(
         number, phonenumbers.region_code_for_country_code(number)

@@ -34,11 +34,11 @@ from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError, DefinitionError, RunInterrupted, StateError
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
-from etl.quarantine import EVENT_ID, Quarantine
+from etl.quarantine import EVENT_ID, REJECT_REASON, REJECT_RULE, Quarantine
 from etl.redact import mask_in_text
 from etl.report import ProgressDisplay, RunReport
 from etl.transform import Transformer
-from etl.validate import REJECT_REASON, REJECT_RULE, Validator
+from etl.validate import Validator
 from etl.watch import watching
 
 if TYPE_CHECKING:  # imported where used: a dry run without state needs neither httpx nor SQLAlchemy
@@ -216,7 +216,8 @@ class _Run:
         if incremental is None:
             if self.options.since or self.options.until:
                 raise DefinitionError(
-                    self.pipeline.file, [("source.incremental", "--since/--until need an incremental cursor")]
+                    self.pipeline.file,
+                    [("source.incremental", "--since/--until need an incremental cursor")],
                 )
             return None
         after: Any = self.options.since
@@ -323,7 +324,8 @@ class _Run:
         try:
             return await asyncio.to_thread(function, *args)
         finally:
-            setattr(self.report, counter, getattr(self.report, counter) + time.perf_counter() - started)
+            spent = time.perf_counter() - started
+            setattr(self.report, counter, getattr(self.report, counter) + spent)
 
     async def _prepared_chunks(self) -> AsyncIterator[_Prepared]:
         """Prepare chunks in a worker thread: a real run one ahead of the senders; a dry
@@ -372,15 +374,18 @@ class _Run:
         first = await anext(prepared, None)
         self._check_key_types()
         statuses = [Status.FAILED] + ([Status.REJECTED] if self.options.retry_rejected else [])
-        for status in statuses if self.state is not None and not self.options.full_refresh else []:
-            earlier = self.state.failed_events(self.scope, status)
+        state = None if self.options.full_refresh else self.state
+        for status in statuses:
+            if state is None:
+                break
+            earlier = state.failed_events(self.scope, status)
             while batch := list(islice(earlier, RETRY_BATCH)):
                 self.retry_ids.update(event.id for event in batch)
                 self.report.retried_from_last_run += len(batch)
                 yield EventBatch.of(batch)
         if first is not None:
-            batch, first = self._without_retried(first), None  # held no longer than any chunk
-            yield batch
+            ready, first = self._without_retried(first), None  # held no longer than any chunk
+            yield ready
         async for item in prepared:
             batch, item = self._without_retried(item), None
             yield batch
@@ -441,10 +446,14 @@ class _Run:
             self.watermark.blocked(event.cursor)
         self.progress.tick()
 
-    def _quarantine_api_reject(self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None) -> None:
+    def _quarantine_api_reject(
+        self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None
+    ) -> None:
         row = origin[0].loc[[origin[1]]] if origin else pd.DataFrame(index=[0])
         self.quarantine.write(
-            row.assign(**{REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id})
+            row.assign(**{
+                REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id
+            })
         )
 
     async def _load(self, client: httpx.AsyncClient | None) -> None:
@@ -516,7 +525,9 @@ class _Run:
             report, enabled=self.options.progress, interval=self.options.progress_interval,
             total_rows=self._total_rows,
         )
-        work = {"run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate}
+        work = {
+            "run": lambda: self._load(client), "dry-run": self._dry_run, "validate": self._validate
+        }
         watch = watching(
             self.progress, self.stats, state=self.state if self.mode == "run" else None,
             run_id=report.run_id, metrics_port=self.options.metrics_port,
@@ -561,11 +572,12 @@ class _Run:
             sent = self.types.property_types()
             before = self.state.sent_types(self.pipeline.name, "property")
             report.type_changes = type_changes(before, sent)
-            if self.mode == "run" and report.delivered:
-                self.state.set_sent_types(self.pipeline.name, "property", sent)
             if self.mode == "run":
+                # The run's end first: on a full disk it is what the reserved space is for.
                 report.watermark = self._advance_watermark(outcome)
                 self.state.end_run(report.run_id or 0, exit_code, report.to_dict())
+                if report.delivered:
+                    self.state.set_sent_types(self.pipeline.name, "property", sent)
             else:
                 report.watermark = self.state.watermark(self.scope)
         except StateError as exc:  # a full disk: the summary still prints, the cause with it
@@ -663,7 +675,9 @@ async def run_async(
     return await _Run(pipeline, options, chosen).execute(client)
 
 
-def run(pipeline: Pipeline, options: RunOptions | None = None, *, mode: str | None = None) -> RunReport:
+def run(
+    pipeline: Pipeline, options: RunOptions | None = None, *, mode: str | None = None
+) -> RunReport:
     """Blocking wrapper of `run_async` for cron jobs and orchestrators."""
     return asyncio.run(run_async(pipeline, options, mode=mode))
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from etl.validate import REJECT_REASON, REJECT_RULE
-
+#: The columns the quarantine adds to a rejected row (SPEC §5); validate fills the first two.
+REJECT_RULE = "reject_rule"
+REJECT_REASON = "reject_reason"
 EVENT_ID = "event_id"
 
 

@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from etl.redact import mask_free_text
 from etl.eta import Eta, estimate
 from etl.logs import progress_fields
+from etl.redact import mask_free_text
 
 log = logging.getLogger("etl")
 
@@ -73,7 +73,8 @@ class RunReport:
         """A JSON-ready dict; datetimes and other values become strings."""
         data = asdict(self)
         data["rejected_by_rule"] = dict(self.rejected_by_rule)
-        return json.loads(json.dumps(data, default=str))
+        ready: dict[str, Any] = json.loads(json.dumps(data, default=str))
+        return ready
 
     def to_json(self) -> str:
         """The report as a JSON document (what `--report-json` writes)."""
@@ -182,7 +183,8 @@ class ProgressDisplay:
         left = f", ETA {eta.seconds:,.0f}s {scope}" if eta.seconds and eta.remaining_events else ""
         return (
             f"{read}, valid {r.valid:,}, rejected {r.rejected:,}, "
-            f"skipped {r.skipped_unchanged:,}, sent {r.delivered + r.written:,}, failed {r.failed:,}, "
+            f"skipped {r.skipped_unchanged:,}, sent {r.delivered + r.written:,}, "
+            f"failed {r.failed:,}, "
             f"{eta.rate_per_s:,.1f}/s{left}{self._trouble()}"
         )
 

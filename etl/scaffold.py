@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pandas as pd
+from pydantic import SecretStr
 
 from etl.definition import SourceSpec
 from etl.errors import DefinitionError
@@ -234,7 +237,7 @@ def scaffold(
         if table is not None and not _IDENTIFIER.match(table):
             raise _usage(f"--table {table!r} is not a table name")
         sql = query if query is not None else f"SELECT * FROM {table}"
-        spec = SourceSpec(type="sql", url=_url_from_cwd(source), query=sql)
+        spec = SourceSpec(type="sql", url=SecretStr(_url_from_cwd(source)), query=sql)
         url_line = (
             f"  url: {json.dumps(_url_for(source, folder))}"
             if not _has_password(source)
@@ -245,7 +248,9 @@ def scaffold(
     else:
         if table or query:
             raise _usage("--table and --query go with a SQL URL")
-        kind = "parquet" if source.lower().endswith((".parquet", ".pq")) else "csv"
+        kind: Literal["csv", "parquet"] = (
+            "parquet" if source.lower().endswith((".parquet", ".pq")) else "csv"
+        )
         spec = SourceSpec(type=kind, path=os.path.abspath(source))
         relative = os.path.relpath(os.path.abspath(source), folder)
         source_lines = [f"  type: {kind}", f"  path: {_scalar(relative)}"]
@@ -279,12 +284,12 @@ def _parses_as_timestamp(text: str) -> bool:
     return not pd.isna(pd.to_datetime(text, errors="coerce", utc=True))
 
 
-def _share(values: pd.Series, test: object) -> float:
+def _share(values: pd.Series, test: Callable[[str], bool]) -> float:
     """The share of non-null text values for which `test` is true."""
     texts = [v for v in values.dropna().head(200) if isinstance(v, str)]
     if not texts:
         return 0.0
-    return sum(1 for text in texts if test(text)) / len(texts)  # type: ignore[operator]
+    return sum(1 for text in texts if test(text)) / len(texts)
 
 
 def _describe(values: pd.Series, timestamp: bool) -> str:

@@ -46,10 +46,10 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 
 from etl import wire
+from etl.columns import arrow_array, snake_case
 from etl.declared import decimal_text
 from etl.definition import ColumnRef, EventSpec
 from etl.events import Event, EventBatch
-from etl.validate import arrow_array, snake_case
 
 #: Fixed forever: changing it changes every event id.
 NAMESPACE = uuid.UUID("6f0d3a52-6c1e-5a4b-9d2e-3b7c1e0f4a11")
@@ -206,7 +206,7 @@ def _join(*parts: arrow.Array | str) -> arrow.Array:
     return pc.binary_join_element_wise(*scalars, arrow.scalar("", _TEXT))
 
 
-def _from_python(texts: list[str | None]) -> arrow.Array:
+def _from_python(texts: Sequence[str | None]) -> arrow.Array:
     return arrow.array(texts, type=_TEXT)
 
 

@@ -52,11 +52,11 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 
 from etl import identifiers, wire
+from etl.columns import arrow_array, snake_case
 from etl.declared import ARTICLE, cast_columns
 from etl.definition import ColumnRef, EventSpec
+from etl.quarantine import REJECT_REASON, REJECT_RULE
 
-REJECT_RULE = "reject_rule"
-REJECT_REASON = "reject_reason"
 _PASSED = "passes_every_rule"
 
 #: Rule names from SPEC §5, in the order that picks REJECT_RULE for multi-rule rows.
@@ -74,7 +74,6 @@ RULES = (
 )
 MAX_LENGTH = 255
 SNAKE = r"^[a-z0-9]+(_[a-z0-9]+)*$"
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 #: An offset after a time ("2024-03-01" ends in "-01", which is not one).
 _AWARE = r"^\d{4}-\d{2}-\d{2}[T ].*(?:Z|z|[+-]\d{2}(?::?\d{2})?)$"
 _ISO_START = r"^\d{4}-\d{2}-\d{2}(?:$|[T ])"
@@ -109,11 +108,6 @@ class _Check:
     reasons: Reasons
 
 
-def snake_case(text: str) -> str:
-    """The normalised form of a source or event name (may still fail SNAKE)."""
-    return "_".join(_CAMEL.sub(" ", text.strip()).lower().split())
-
-
 def _text(values: pd.Series) -> pd.Series:
     """Trimmed text of any column, blanks as missing."""
     text = values.astype("string").str.strip()
@@ -142,13 +136,6 @@ def _sentences(template: str, values: pd.Series) -> Reasons:
     return lambda positions: before + _quote(values.iloc[positions].reset_index(drop=True)) + after
 
 
-def arrow_array(values: pd.Series, kind: arrow.DataType | None = None) -> arrow.Array:
-    """A column as ONE Arrow array (pandas may hold it as several chunks); nulls where
-    pandas sees missing values. Raises Arrow's errors when the values do not fit `kind`."""
-    array = arrow.array(values, type=kind, from_pandas=True)
-    return array.combine_chunks() if isinstance(array, arrow.ChunkedArray) else array
-
-
 def _series(values: arrow.Array, index: pd.Index) -> pd.Series:
     """An Arrow result as a Series on `index` (positional, never aligned on labels)."""
     return pd.Series(values.to_pandas().array, index=index)
@@ -160,10 +147,10 @@ def _name_check(
     template = field + " {} is not a snake_case name of at most 255 characters"
     if not isinstance(spec, ColumnRef):
         normal = snake_case(spec)
-        ok = re.fullmatch(SNAKE, normal) is not None and len(normal) <= MAX_LENGTH
+        fits = re.fullmatch(SNAKE, normal) is not None and len(normal) <= MAX_LENGTH
         reason = template.replace("{}", f"'{spec}'")
         return None, _Check(
-            np.full(len(chunk), ok), lambda positions: pd.Series([reason] * len(positions))
+            np.full(len(chunk), fits), lambda positions: pd.Series([reason] * len(positions))
         )
     raw = chunk[spec.column]
     names = _per_distinct(raw.astype("string"), snake_case).astype("string")
@@ -176,7 +163,8 @@ def parse_timestamps(raw: pd.Series, timezone: str) -> pd.Series:
     """UTC tz-aware timestamps; NaT where the value is missing or not ISO 8601 (naive
     values are in `timezone`). occurred_at and columns declared `timestamp` use it."""
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
-        return raw.dt.tz_convert("UTC")
+        utc: pd.Series = raw.dt.tz_convert("UTC")
+        return utc
     if pd.api.types.is_datetime64_dtype(raw.dtype):
         return _localise(raw, timezone)
     if pd.api.types.is_numeric_dtype(raw.dtype) or pd.api.types.is_bool_dtype(raw.dtype):
@@ -187,7 +175,8 @@ def parse_timestamps(raw: pd.Series, timezone: str) -> pd.Series:
 
 def _localise(naive: pd.Series, timezone: str) -> pd.Series:
     local = naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
-    return local.dt.tz_convert("UTC")
+    utc: pd.Series = local.dt.tz_convert("UTC")
+    return utc
 
 
 def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
@@ -223,7 +212,9 @@ def _parse_each(raw: pd.Series, timezone: str) -> pd.Series:
     text = raw.astype(object).map(
         lambda v: v.isoformat() if hasattr(v, "isoformat") else v, na_action="ignore"
     )
-    text = text.where(text.map(type, na_action="ignore").eq(str)).astype("string").str.strip()
+    # pandas-stubs type Series.eq's operand as a scalar or array, not a class like `str`.
+    is_text = text.map(type, na_action="ignore").eq(str)  # type: ignore[arg-type]
+    text = text.where(is_text).astype("string").str.strip()
     iso = text.str.contains(_ISO_START, regex=True).fillna(False)
     aware = iso & text.str.contains(_AWARE, regex=True).fillna(False)
     naive = iso & ~aware
@@ -420,7 +411,8 @@ def _type_check(
             if where.any():
                 quoted = _quote(chunk[column].iloc[positions[where]].astype(object).map(str))
                 text = f"{column} " + quoted + f" is not {ARTICLE[kind]} {kind}"
-                sentences[where] = [
+                # pandas-stubs take no list of values for a boolean mask; pandas does.
+                sentences[where] = [  # type: ignore[call-overload]
                     t if not s else f"{s}; {t}"
                     for s, t in zip(sentences[where], text.to_numpy(dtype=object), strict=True)
                 ]
@@ -488,7 +480,9 @@ class Validator:
         reason = np.full(len(failing), None, dtype=object)
         for name in RULES:
             check = checks.get(name)
-            where = ~check.ok[failing] if check is not None else np.zeros(len(failing), dtype=bool)
+            if check is None:
+                continue
+            where = ~check.ok[failing]
             if not where.any():
                 continue
             text = check.reasons(failing[where]).to_numpy(dtype=object)
@@ -519,7 +513,7 @@ class Validator:
         self._identity(chunk, normal, checks)
         checks["properties"] = self._properties(chunk)
         if event.id.column:
-            checks["id"] = self._id_column(chunk, normal)
+            checks["id"] = self._id_column(event.id.column, chunk, normal)
         return normal, checks
 
     def _identity(
@@ -553,17 +547,14 @@ class Validator:
                     continue
                 found = values.map(_property_problem, na_action="ignore")
             elif pd.api.types.is_timedelta64_dtype(values.dtype):
-                found = pd.Series(
-                    np.where(values.notna(), "is a duration, which JSON cannot carry", None),
-                    index=values.index,
-                )
+                found = pd.Series(None, index=values.index, dtype=object)
+                found[values.notna()] = "is a duration, which JSON cannot carry"
             elif pd.api.types.is_float_dtype(values.dtype):
                 infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
                 if not infinite.any():
                     continue
-                found = pd.Series(
-                    np.where(infinite, "is not a finite number", None), index=values.index
-                )
+                found = pd.Series(None, index=values.index, dtype=object)
+                found[infinite] = "is not a finite number"
             else:
                 continue
             if found.notna().any():
@@ -578,14 +569,16 @@ class Validator:
         def reasons(positions: np.ndarray) -> pd.Series:
             rows = table.iloc[positions].itertuples(index=False, name=None)  # iterrows: 1 ms/row
             return pd.Series(
-                ["; ".join(p + v for p, v in zip(table.columns, row) if isinstance(v, str))
+                ["; ".join(p + v for p, v in zip(table.columns, row, strict=True)
+                           if isinstance(v, str))
                  for row in rows]
             )
 
         return _Check(ok, reasons)
 
-    def _id_column(self, chunk: pd.DataFrame, normal: dict[str, pd.Series]) -> _Check:
-        column = self.event.id.column
+    def _id_column(
+        self, column: str, chunk: pd.DataFrame, normal: dict[str, pd.Series]
+    ) -> _Check:
         text, ok = _id_text(chunk[column], allow_whole_floats=True)
         normal[column] = text
         good = _mask(ok & text.str.len().between(1, MAX_LENGTH))

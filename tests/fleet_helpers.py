@@ -11,16 +11,16 @@ import sys
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
 import yaml
+from fixtures_db import POSTGRES_URL
 
 from etl.state import StateStore
-from fixtures_db import POSTGRES_URL
 
 STORE = "store-fleet"
 
@@ -135,7 +135,5 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         pass
     finally:
         for end in (source, sink):
-            try:
+            with suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass

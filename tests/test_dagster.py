@@ -8,10 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from fleet_helpers import STORE, orders_project
 
 from etl.integrations.dagster import pipeline_asset
 from etl.sandbox.process import SandboxProcess
-from fleet_helpers import STORE, orders_project
 
 ROWS = 15
 

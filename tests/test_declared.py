@@ -8,11 +8,11 @@ from decimal import Decimal
 import numpy as np
 import pandas as pd
 import pytest
+from specs import event_spec
 
 from etl.declared import cast_column, decimal_text
-from etl.validate import REJECT_REASON, REJECT_RULE, Validator
-
-from specs import event_spec
+from etl.quarantine import REJECT_REASON, REJECT_RULE
+from etl.validate import Validator
 
 TEXT = pd.Series(["12", " 7 ", "+3", "12.0", "12.5", "twelve", None, "1e3", "99999999999999999999"],
                  dtype=object)

@@ -43,7 +43,7 @@ def test_parquet_is_counted_from_its_footers(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("database", ALL_DATABASES, indirect=True)
-def test_sql_counts_the_windowed_query_only_when_allowed(database) -> None:  # noqa: F811
+def test_sql_counts_the_windowed_query_only_when_allowed(database) -> None:
     url, table = database
     spec = {"type": "sql", "url": SecretStr(url), "query": f"SELECT * FROM {table}"}
     quiet = open_extractor(SourceSpec(**spec))
@@ -57,7 +57,7 @@ def test_sql_counts_the_windowed_query_only_when_allowed(database) -> None:  # n
 
 
 def test_count_is_refused_on_a_file_source() -> None:
-    with pytest.raises(ValueError, match="source.count: applies to sql only"):
+    with pytest.raises(ValueError, match=r"source\.count: applies to sql only"):
         SourceSpec(type="csv", path="x.csv", count=True)
 
 

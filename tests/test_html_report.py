@@ -188,7 +188,7 @@ def test_a_running_backfill_shows_its_eta_and_several_stores_get_lines() -> None
     assert "<tr><td>s-b</td><td>7</td><td>0</td><td>2</td>" in page
 
 
-def test_history_counts_events_per_hour_on_every_database(url: str) -> None:  # noqa: F811
+def test_history_counts_events_per_hour_on_every_database(url: str) -> None:
     store = StateStore(url)
     p, other = (Scope(name, "http://127.0.0.1:8787", "s-1") for name in ("p", "other"))
     try:

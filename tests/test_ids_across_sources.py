@@ -133,7 +133,7 @@ DECLARED = {"order_id": "integer", "total": "float", "gift": "boolean"}
 def typed_table(engine: sa.Engine, table: str, rows: list[dict[str, Any]],
                 types: dict[str, Any]) -> None:
     metadata = sa.MetaData()
-    target = sa.Table(table, metadata, *(sa.Column(name, kind) for name, kind in types.items()))
+    sa.Table(table, metadata, *(sa.Column(name, kind) for name, kind in types.items()))
     metadata.create_all(engine)
     names = ", ".join(types)
     values = ", ".join(f":{name}" for name in types)

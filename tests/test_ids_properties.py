@@ -17,13 +17,12 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from specs import event_spec
 
 from etl.definition import EventSpec, SourceSpec
 from etl.extract import open_extractor
 from etl.transform import Transformer, event_id
 from etl.validate import Validator
-
-from specs import event_spec
 
 EVENT = event_spec(properties={"p": "p"})
 ROWS = st.lists(

@@ -21,7 +21,7 @@ from etl.report import ProgressDisplay, RunReport
 
 
 def test_a_day_long_retry_after_is_clamped_to_max_pause_and_logged_once(
-    tmp_path: Path, serve: Callable[[Starlette], str]  # noqa: F811
+    tmp_path: Path, serve: Callable[[Starlette], str]
 ) -> None:
     arrivals: list[float] = []
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fleet_helpers import STORE, etl_env, orders_project
 
 from etl.partition import Partition, bucket
 from etl.sandbox.process import SandboxProcess
-from fleet_helpers import STORE, etl_env, orders_project
 
 
 def etl_run(file: Path, *args: str) -> subprocess.CompletedProcess[str]:

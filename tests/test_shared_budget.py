@@ -8,6 +8,7 @@ workers' clocks, show that no 1 s window held more than 20 and no 429 was answer
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -15,13 +16,6 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from etl.definition import Destination
-from etl.load.budgets import BudgetUnavailable, SharedLimiter, budget_key, limiter_for
-from etl.load.budgets.postgres import PostgresBudget
-from etl.load.budgets.redis_lua import RedisBudget
-from etl.load.limiter import Limiter
-from etl.sandbox.process import SandboxProcess
 from fleet_helpers import (
     STORE,
     Forwarder,
@@ -31,6 +25,13 @@ from fleet_helpers import (
     spawn_run,
 )
 from test_load_limits import max_in_window
+
+from etl.definition import Destination
+from etl.load.budgets import BudgetUnavailable, SharedLimiter, budget_key, limiter_for
+from etl.load.budgets.postgres import PostgresBudget
+from etl.load.budgets.redis_lua import RedisBudget
+from etl.load.limiter import Limiter
+from etl.sandbox.process import SandboxProcess
 
 REDIS = "redis://127.0.0.1:6379/0"
 RATE = 20
@@ -213,7 +214,7 @@ def test_the_window_holds_the_rate_whatever_the_pace(pg_state: str) -> None:
     finally:
         budget.close()
     assert slots[5] - slots[0] == pytest.approx(1.020, abs=1e-6)
-    assert all(later >= earlier for earlier, later in zip(slots, slots[1:]))
+    assert all(later >= earlier for earlier, later in itertools.pairwise(slots))
 
 
 def destination(**fields: object) -> Destination:

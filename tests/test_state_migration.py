@@ -27,7 +27,7 @@ from etl.state.schema import SCHEMA_VERSION, events, schema_version
 
 FIXTURE = Path(__file__).parent / "data" / "state_v1.db"
 sys.path.insert(0, str(FIXTURE.parent))
-from make_state_v1 import STORE, write_project
+from make_state_v1 import STORE, write_project  # noqa: E402 - it lives beside the data
 
 V1_EVENT_COLUMNS = ("event_id", "payload_hash", "status", "attempts", "last_error", "first_at",
                     "last_at", "run_id", "body", "cursor")
@@ -125,7 +125,7 @@ def _copy_v1_layout_and_rows(target: sa.Engine) -> None:
     source.dispose()
 
 
-def test_a_v1_store_upgrades_in_place_on_every_database(url: str) -> None:  # noqa: F811
+def test_a_v1_store_upgrades_in_place_on_every_database(url: str) -> None:
     file = sqlite_path(url)
     if file is not None:
         file.parent.mkdir(parents=True)
@@ -171,7 +171,7 @@ StateStore(sys.argv[1]).close()
 
 
 def test_concurrent_creators_of_a_fresh_store_all_succeed(
-    url: str, tmp_path: Path  # noqa: F811
+    url: str, tmp_path: Path
 ) -> None:
     go = tmp_path / "go"
     openers = [

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from etl.state import StateStore
-
 from test_state import store, url  # noqa: F401  (the per-database store fixtures)
+
+from etl.state import StateStore
 
 
 def test_sent_types_are_kept_per_pipeline_and_role_and_replaced_by_name(store: StateStore) -> None:

@@ -11,13 +11,13 @@ from decimal import Decimal
 import orjson
 import pandas as pd
 import pytest
+from specs import event_spec
 
 from etl.definition import EventSpec
 from etl.events import EventBatch
+from etl.quarantine import REJECT_REASON
 from etl.transform import NAMESPACE, Transformer, canonical, event_id
-from etl.validate import REJECT_REASON, Validator
-
-from specs import event_spec
+from etl.validate import Validator
 
 EVENT = EventSpec.model_validate(
     {

@@ -100,7 +100,7 @@ def test_an_answer_at_the_bound_is_read_whole() -> None:
 
 
 def test_a_too_large_answer_is_retried_and_the_retry_can_succeed(
-    serve: Callable[[Starlette], str],  # noqa: F811
+    serve: Callable[[Starlette], str],
 ) -> None:
     answers: list[int] = []
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from test_run_end_to_end import STORE, Project
 
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from specs import event_spec
 
 from etl.definition import EventSpec
 from etl.identifiers import phone
+from etl.quarantine import REJECT_REASON, REJECT_RULE
 from etl.transform import Transformer
-from etl.validate import REJECT_REASON, REJECT_RULE, Validator, _plain_emails
-
-from specs import event_spec
+from etl.validate import Validator, _plain_emails
 
 EVENT = EventSpec.model_validate(
     {

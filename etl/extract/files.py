@@ -79,16 +79,20 @@ def _column(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
     if _is_text(kind) or pa.types.is_null(kind):
         # dtype=object explicitly: pandas 3 would otherwise infer its `str` dtype
         return pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
+    # pyarrow is untyped: its to_pandas() is Any to mypy, hence the annotated `column`.
+    column: pd.Series
     if pa.types.is_integer(kind):
         mapper = {pa.int64(): pd.Int64Dtype()}.get
-        return values.cast(pa.int64()).to_pandas(types_mapper=mapper).set_axis(index)
-    if pa.types.is_boolean(kind):
-        return values.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get).set_axis(index)
-    if pa.types.is_floating(kind):
-        return pd.Series(values.cast(pa.float64()).to_numpy(), index=index, dtype="float64")
-    if pa.types.is_decimal(kind):  # exact: decimal.Decimal objects, never rounded to a float
-        return pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
-    return values.to_pandas().set_axis(index)
+        column = values.cast(pa.int64()).to_pandas(types_mapper=mapper).set_axis(index)
+    elif pa.types.is_boolean(kind):
+        column = values.to_pandas(types_mapper={pa.bool_(): pd.BooleanDtype()}.get).set_axis(index)
+    elif pa.types.is_floating(kind):
+        column = pd.Series(values.cast(pa.float64()).to_numpy(), index=index, dtype="float64")
+    elif pa.types.is_decimal(kind):  # exact: decimal.Decimal objects, never rounded to a float
+        column = pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
+    else:
+        column = values.to_pandas().set_axis(index)
+    return column
 
 
 def _is_text(kind: pa.DataType) -> bool:

@@ -123,12 +123,14 @@ class SqlExtractor:
             return
         try:
             raw = connection.connection.dbapi_connection
+            if raw is None:  # the connection is already closed
+                return
             if connection.dialect.name == "postgresql":
                 (getattr(raw, "cancel_safe", None) or raw.cancel)()  # psycopg 3.2+, else 3.x/2
             elif connection.dialect.name in ("mysql", "mariadb"):
                 with connection.engine.connect() as killer:
                     killer.execute(sa.text(f"KILL QUERY {int(raw.thread_id())}"))
-        except Exception:  # noqa: BLE001 - best effort: the read may have just ended
+        except Exception:  # best effort: the read may have just ended
             return
 
     def estimated_rows(self) -> int | None:
@@ -230,14 +232,14 @@ class _DisposingConnection:
         self.engine.dispose()
 
 
-def _abandon(result: sa.CursorResult, connection: sa.Connection) -> None:
+def _abandon(result: sa.CursorResult[Any], connection: sa.Connection) -> None:
     """Drop a half-read server-side cursor (--limit, an abort) without reading the rest.
 
     Closing a PyMySQL streaming cursor reads every remaining row first (a whole table on
     `--limit 100`); its result is told it is finished and the connection is dropped instead.
     """
     unbuffered = getattr(result.cursor, "_result", None)
-    if getattr(unbuffered, "unbuffered_active", False):
+    if unbuffered is not None and getattr(unbuffered, "unbuffered_active", False):
         unbuffered.unbuffered_active = False
     connection.invalidate()
 

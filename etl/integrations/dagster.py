@@ -62,7 +62,10 @@ def pipeline_asset(
     file = Path(path).resolve()
     pipeline = parse_pipeline(file) if name is None or stores is None else None
     asset_name = name or (pipeline.name if pipeline else file.stem)
-    keys = list(stores) if stores is not None or pipeline is None else pipeline_stores(pipeline)
+    keys = (
+        list(stores or ()) if stores is not None or pipeline is None
+        else pipeline_stores(pipeline)
+    )
 
     @dg.asset(
         name=asset_name,
@@ -70,13 +73,13 @@ def pipeline_asset(
         group_name=group_name,
         description=f"Events of {file.name} delivered to Yotpo, one partition per store.",
     )
-    def materialise(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def materialise(context: dg.AssetExecutionContext) -> dg.MaterializeResult[None]:
         return materialise_store(file, context.partition_key, options or RunOptions(progress=False))
 
     return materialise
 
 
-def materialise_store(file: Path, store: str, options: RunOptions) -> dg.MaterializeResult:
+def materialise_store(file: Path, store: str, options: RunOptions) -> dg.MaterializeResult[None]:
     """Run the pipeline for `store`; Failure (with the summary) if the run aborted."""
     pipeline = load_pipeline(file)
     if store not in pipeline_stores(pipeline):

@@ -13,7 +13,7 @@ import logging
 from etl.load.limiter import Limiter
 from etl.load.loader import Loader, LoadStats
 
-__all__ = ["LoadStats", "Limiter", "Loader"]
+__all__ = ["Limiter", "LoadStats", "Loader"]
 
 # httpx logs every request at INFO: a backfill would flood a host application's log
 # (orchestrators log at INFO). Quieted here, in the library, unless the host set a level.

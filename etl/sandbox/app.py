@@ -97,7 +97,7 @@ class StoreStats:
     requests: int = 0
     status_counts: Counter[str] = field(default_factory=Counter)
     receipts: Counter[str] = field(default_factory=Counter)
-    request_times: array = field(default_factory=lambda: array("d"))  # 8 bytes a request
+    request_times: array[float] = field(default_factory=lambda: array("d"))  # 8 bytes a request
 
     def as_json(self, count: int) -> dict[str, Any]:
         """The /stats answer."""

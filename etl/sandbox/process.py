@@ -55,11 +55,13 @@ class SandboxProcess:
 
     def events(self, store_id: str) -> list[dict[str, Any]]:
         """The event bodies the sandbox holds for `store_id`."""
-        return self._get(f"/_sandbox/stores/{store_id}/events")["events"]
+        found: list[dict[str, Any]] = self._get(f"/_sandbox/stores/{store_id}/events")["events"]
+        return found
 
     def stats(self, store_id: str) -> dict[str, Any]:
         """The `/stats` JSON of `store_id` (count, receipts, status_counts, requests, times)."""
-        return self._get(f"/_sandbox/stores/{store_id}/stats")
+        stats: dict[str, Any] = self._get(f"/_sandbox/stores/{store_id}/stats")
+        return stats
 
     def reset(self) -> None:
         """Forget every event, stat and rate-limit bucket; restart the seeded faults."""

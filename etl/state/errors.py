@@ -51,7 +51,7 @@ def _reason(exc: BaseException) -> str:
         text = str(exc)
     text = " ".join(text.split()) or type(exc).__name__
     lowered = text.lower()
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "disk is full" in lowered:
+    if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in lowered:
         return f"{text} (free some space, then rerun to resume)"
     if "readonly" in lowered or "read-only" in lowered or "permission denied" in lowered or (
         "unable to open database file" in lowered

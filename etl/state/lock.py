@@ -41,13 +41,13 @@ class RunLock:
         except BaseException:
             os.close(descriptor)
             raise
-        holder = {
+        written = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+        os.pwrite(descriptor, json.dumps(written).encode(), 0)
         return cls(path, descriptor)
 
     def release(self) -> None:

@@ -31,7 +31,7 @@ class RunRecord:
     started_at: datetime
     ended_at: datetime | None
     exit_code: int | None
-    summary: dict  # the run's JSON report
+    summary: dict[str, Any]  # the run's JSON report
 
 
 @dataclass(frozen=True)

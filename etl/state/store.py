@@ -19,7 +19,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -105,9 +105,12 @@ class StateStore:
         """Open a run row; its id tags every outcome the run records."""
         with self._errors("write"), self.engine.begin() as connection:
             result = connection.execute(runs.insert().values(**scope.values(), started_at=_now()))
-            return int(result.inserted_primary_key[0])
+            key = result.inserted_primary_key
+            if key is None:  # only an INSERT of no row has none
+                raise StateError("the state store gave the new run no id")
+            return int(key[0])
 
-    def end_run(self, run_id: int, exit_code: int, summary: dict) -> None:
+    def end_run(self, run_id: int, exit_code: int, summary: dict[str, Any]) -> None:
         """Close a run with its exit code and JSON report (flushing pending outcomes first).
 
         When the write fails (a full disk), the reserved space is freed and it is tried again.
@@ -120,7 +123,7 @@ class StateStore:
                 raise
             self._end_run(run_id, exit_code, summary)
 
-    def _end_run(self, run_id: int, exit_code: int, summary: dict) -> None:
+    def _end_run(self, run_id: int, exit_code: int, summary: dict[str, Any]) -> None:
         with self._errors("write"), self.engine.begin() as connection:
             connection.execute(
                 runs.update()
@@ -253,7 +256,7 @@ class StateStore:
         )
 
     def _destination(self, connection: sa.Connection, scope: Scope) -> DestinationStatus:
-        counts = dict(
+        counts: dict[str, int] = dict(
             connection.execute(
                 sa.select(events.c.status, sa.func.count())
                 .where(scope.where(events))
@@ -377,10 +380,8 @@ def _resolve(waiter: asyncio.Future[None], error: BaseException | None) -> None:
         else:
             waiter.set_exception(error)
 
-    try:
+    with suppress(RuntimeError):  # its event loop is closed: nobody is waiting any more
         waiter.get_loop().call_soon_threadsafe(settle)
-    except RuntimeError:  # its event loop is closed: nobody is waiting any more
-        pass
 
 
 def _now() -> datetime:
@@ -456,19 +457,17 @@ def _upsert(
     """INSERT ... ON CONFLICT/ON DUPLICATE KEY UPDATE in the connection's dialect."""
     name = connection.dialect.name
     if name in ("sqlite", "postgresql"):
-        if name == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        statement = insert(table)
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        statement = (sqlite.insert if name == "sqlite" else postgresql.insert)(table)
         return statement.on_conflict_do_update(
             index_elements=list(table.primary_key.columns), set_=update(statement.excluded)
         )
     if name in ("mysql", "mariadb"):
-        from sqlalchemy.dialects.mysql import insert
+        from sqlalchemy.dialects import mysql
 
-        statement = insert(table)
-        return statement.on_duplicate_key_update(update(statement.inserted))
+        upsert = mysql.insert(table)
+        return upsert.on_duplicate_key_update(update(upsert.inserted))
     raise StateError(f"the state store supports SQLite, PostgreSQL and MySQL/MariaDB, not {name}")
 
 

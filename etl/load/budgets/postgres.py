@@ -9,6 +9,8 @@ floor(rate) slots, the 1 s window that no burst may exceed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from etl.load.budgets.shared import MARGIN_S, SLACK_S, CoordinatorDown, Grant
@@ -75,9 +77,11 @@ class PostgresBudget:
 
     def now(self) -> float:
         """The database's clock, seconds since the epoch."""
-        return self._execute(_NOW, {})[0]
+        return float(self._execute(_NOW, {})[0])
 
-    def _execute(self, statement: sa.TextClause, params: dict[str, object]) -> sa.Row:
+    def _execute(
+        self, statement: sa.TextClause, params: dict[str, object]
+    ) -> sa.Row[*tuple[Any, ...]]:
         try:
             with self.engine.begin() as connection:
                 if not self._table_ready:

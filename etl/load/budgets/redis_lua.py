@@ -61,7 +61,7 @@ class RedisBudget:
     def now(self) -> float:
         """Redis's clock (TIME), seconds since the epoch."""
         seconds, micros = self._call(self.client.time)
-        return seconds + micros / 1e6
+        return float(seconds) + float(micros) / 1e6
 
     @staticmethod
     def _call(function: Any, **kwargs: Any) -> Any:
