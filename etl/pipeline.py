@@ -387,9 +387,10 @@ class _Run:
             ready, first = self._without_retried(first), None  # held no longer than any chunk
             yield ready
         async for item in prepared:
-            batch, item = self._without_retried(item), None
-            yield batch
-            batch = None
+            ready = self._without_retried(item)
+            del item  # neither is held while the next chunk is prepared
+            yield ready
+            del ready
 
     def _without_retried(self, prepared: _Prepared) -> EventBatch:
         """A chunk's events less those this run already resent from the failed list.
