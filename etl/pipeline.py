@@ -16,6 +16,7 @@ the next event, which is what makes a `kill -9` cost at most the requests in fli
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -237,6 +238,7 @@ class _Run:
                 remaining -= len(chunk)
             if len(chunk):
                 yield chunk
+            del chunk  # not alive while the next one is read
             if remaining is not None and remaining <= 0:
                 return
 
@@ -344,6 +346,7 @@ class _Run:
                     del prepared
                     if not ahead:
                         await queue.join()
+                    gc.collect()  # pandas frames sit in reference cycles: free them now
                 self.extraction_complete = True
                 await queue.put(None)
             except Exception as exc:  # handed to the consumer, which re-raises it
