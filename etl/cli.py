@@ -24,7 +24,7 @@ from etl.definition import parse_pipeline
 from etl.errors import DefinitionError, EtlError, RunInterrupted
 from etl.logs import LOG_FORMATS, json_logs
 from etl.logs import configure as configure_logs
-from etl.memory import bound_arrow_memory
+from etl.memory import bound_arrow_memory, bound_malloc
 from etl.partition import Partition, not_mine
 from etl.pipeline import RunOptions, load_pipeline, run, validate_pipeline
 from etl.report import RunReport, print_summary
@@ -176,6 +176,7 @@ def main(verbose: bool, log_format: str) -> None:
     # its full passes (during the run, and several at exit) stop walking 130,000 objects.
     gc.freeze()
     bound_arrow_memory()
+    bound_malloc()
 
 
 def _partition(context: click.Context, parameter: click.Parameter, value: str | None) -> Any:

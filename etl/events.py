@@ -76,6 +76,10 @@ class Event:
         return f"Event(id={self.id!r}, body=<{len(self.body)} bytes>, cursor={self.cursor!r})"
 
 
+#: Bodies per piece of a dry run's output (about 2 MB on realistic bodies).
+JSONL_ROWS = 4096
+
+
 @dataclass(frozen=True)
 class EventBatch:
     """A chunk's events column by column, as the transform builds them.
@@ -119,17 +123,20 @@ class EventBatch:
         stores = [self.stores[row] for row in rows] if self.stores is not None else None
         return EventBatch(self.ids.take(indices), self.bodies.take(indices), cursors, stores)
 
-    def jsonl(self) -> memoryview:
-        """The bodies one per line, each ending in a newline: what a dry run writes."""
+    def jsonl(self, rows: int = JSONL_ROWS) -> Iterator[memoryview]:
+        """The bodies one per line, each ending in a newline: what a dry run writes, in
+        pieces of at most `rows` bodies, so the copy that adds the newlines is a small
+        buffer and not a second copy of the whole chunk (18 MB a 50,000-row chunk)."""
         binary = pa.large_binary()
-        lines = pc.binary_join_element_wise(
-            self.bodies, pa.scalar(b"\n", binary), pa.scalar(b"", binary)
-        )
-        _, offsets, data = lines.buffers()
-        if data is None:
-            return memoryview(b"")
-        bounds = np.frombuffer(offsets, dtype=np.int64)
-        return memoryview(data)[bounds[lines.offset] : bounds[lines.offset + len(lines)]]
+        for start in range(0, len(self.bodies), rows):
+            lines = pc.binary_join_element_wise(
+                self.bodies.slice(start, rows), pa.scalar(b"\n", binary), pa.scalar(b"", binary)
+            )
+            _, offsets, data = lines.buffers()
+            if data is None:
+                continue
+            bounds = np.frombuffer(offsets, dtype=np.int64)
+            yield memoryview(data)[bounds[lines.offset] : bounds[lines.offset + len(lines)]]
 
 
 @contextmanager

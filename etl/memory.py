@@ -1,4 +1,4 @@
-"""Arrow's allocator for runs whose memory must stay bounded by the chunk (SPEC §7).
+"""Allocators for runs whose memory must stay bounded by the chunk (SPEC §7).
 
 pyarrow's default pool (mimalloc) keeps more of the pages of freed chunks than jemalloc:
 on the realistic export (benchmarks/realistic.py) a 1,000,000-row dry run peaked at
@@ -8,9 +8,14 @@ without jemalloc keeps its default, and `ARROW_DEFAULT_MEMORY_POOL` set by the u
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 import pyarrow as pa
+
+#: mallopt's parameters (glibc's malloc.h).
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 
 
 def bound_arrow_memory() -> None:
@@ -22,3 +27,22 @@ def bound_arrow_memory() -> None:
     except NotImplementedError:
         return
     pa.set_memory_pool(pool)
+
+
+def bound_malloc() -> bool:
+    """Pin glibc's mmap threshold at 256 KiB and its trim threshold at 1 MiB.
+
+    glibc raises the mmap threshold each time a large block is freed (up to 32 MiB), so
+    after the first chunk numpy's and pandas' per-column arrays (400 KB for 50,000 rows)
+    come from the heap, whose freed holes are not given back while a later block sits
+    above them. Pinned, they are mapped and unmapped whole: a 1,000,000-row dry run of
+    the realistic export peaked at 406 MB instead of 425 MB, side by side. Returns
+    whether it applied: not without glibc, nor when the user set `MALLOC_MMAP_THRESHOLD_`.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_"):
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, 256 << 10) and mallopt(_M_TRIM_THRESHOLD, 1 << 20))

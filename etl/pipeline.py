@@ -16,6 +16,7 @@ the next event, which is what makes a `kill -9` cost at most the requests in fli
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -252,6 +253,7 @@ class _Run:
                 remaining -= len(chunk)
             if len(chunk):
                 yield chunk
+            del chunk  # not alive while the next one is read
             if remaining is not None and remaining <= 0:
                 return
 
@@ -368,14 +370,23 @@ class _Run:
             setattr(self.report, counter, getattr(self.report, counter) + spent)
 
     async def _prepared_chunks(self) -> AsyncIterator[_Prepared]:
-        """Prepare chunks one ahead of the consumer, in a worker thread."""
+        """Prepare chunks in a worker thread: a real run one ahead of the senders; a dry
+        run or a validate only once the previous chunk is done with (nothing there to
+        overlap with, and one chunk fewer in memory: SPEC §7)."""
         queue: asyncio.Queue[_Prepared | BaseException | None] = asyncio.Queue(maxsize=1)
+        ahead = self.mode == "run"
 
         async def produce() -> None:
             try:
                 chunks = self._chunks()
                 while (chunk := await self._timed("read_s", next, chunks, None)) is not None:
-                    await queue.put(await self._timed("prepare_s", self._prepare, chunk))
+                    prepared = await self._timed("prepare_s", self._prepare, chunk)
+                    del chunk  # not held while the next one is read
+                    await queue.put(prepared)
+                    del prepared
+                    if not ahead:
+                        await queue.join()
+                    gc.collect()  # pandas frames sit in reference cycles: free them now
                 self.extraction_complete = True
                 await queue.put(None)
             except Exception as exc:  # handed to the consumer, which re-raises it
@@ -388,6 +399,8 @@ class _Run:
                     raise item
                 self._account(item)
                 yield item
+                item = None  # the consumer is done with it: not held while the next is made
+                queue.task_done()
         finally:
             producer.cancel()
             cancel = getattr(self.extractor, "cancel", None)
@@ -418,7 +431,10 @@ class _Run:
             ready, first = self._without_retried(first), None  # held no longer than any chunk
             yield ready
         async for item in prepared:
-            yield self._without_retried(item)
+            ready = self._without_retried(item)
+            del item  # neither is held while the next chunk is prepared
+            yield ready
+            del ready
 
     def _without_retried(self, prepared: _Prepared) -> EventBatch:
         """A chunk's events less those this run already resent from the failed list.
@@ -544,12 +560,13 @@ class _Run:
         """Whole batches at a time: a dry run is the benchmark of everything but HTTP."""
         async for batch in self._batches():
             if self.output is not None:
-                self.output.write(batch.jsonl())
+                self.output.writelines(batch.jsonl())
             self.report.written += len(batch)
             cursors = [cursor for cursor in batch.cursors or () if cursor is not None]
             if cursors:
                 self.watermark.done(max(cursors))
             self.progress.tick()
+            del batch, cursors  # not held while the next chunk is prepared
 
     async def _validate(self) -> None:
         async for _ in self._prepared_chunks():

@@ -269,7 +269,14 @@ def _id_value(value: Any) -> str | None:
     return None
 
 
-@lru_cache(maxsize=65536)
+#: Addresses kept across chunks. Each chunk already asks once per distinct value, and a
+#: backfill's customers rarely repeat across chunks: on the realistic export 0.5 % of the
+#: rows reach the library with 3 % hits, so 65,536 entries only grew (about 20 MB by the
+#: end of a 10,000,000-row dry run).
+_CACHED = 4096
+
+
+@lru_cache(maxsize=_CACHED)
 def _email(value: str) -> tuple[str | None, str | None]:
     """(normalised address, None) or (None, why it is invalid)."""
     try:

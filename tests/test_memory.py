@@ -30,3 +30,35 @@ def test_jemalloc_unless_the_user_chose_a_pool(chosen: str | None, expected: str
     result = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True,
                             text=True, timeout=60, check=True)
     assert result.stdout.strip() == expected
+
+
+HOLES = (
+    "import sys\n"
+    "from etl.memory import bound_malloc\n"
+    "applied = bound_malloc() if sys.argv[1] == 'bound' else None\n"
+    "def rss():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmRSS'):\n"
+    "            return int(line.split()[1]) // 1024\n"
+    "del bytearray(b'x' * (40 << 20))[:]  # a large block freed: glibc raises its threshold\n"
+    "blocks = [b'x' * (300 << 10) for _ in range(200)]  # 60 MB of 300 KB column arrays\n"
+    "before = rss()\n"
+    "del blocks[:-1]  # the last one pins the heap's top\n"
+    "print(applied, before - rss())\n"
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_column_arrays_go_back_to_the_system_once_malloc_is_bound() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def freed(mode: str) -> tuple[str, int]:
+        result = subprocess.run([sys.executable, "-c", HOLES, mode], env=env, text=True,
+                                capture_output=True, timeout=60, check=True)
+        applied, megabytes = result.stdout.split()
+        return applied, int(megabytes)
+
+    applied, returned = freed("bound")
+    assert applied == "True"
+    assert returned >= 55  # all but the last 300 KB block
+    assert freed("default")[1] < 5  # without: held in the heap's holes

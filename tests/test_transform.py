@@ -261,11 +261,13 @@ def test_event_batch_lines_take_and_objects_agree() -> None:
     )
     batch = Transformer(EVENT, "store").to_batch(Validator(EVENT).split(frame).valid)
     events = batch.events()
-    assert bytes(batch.jsonl()) == b"".join(event.body + b"\n" for event in events)
+    assert b"".join(batch.jsonl()) == b"".join(event.body + b"\n" for event in events)
     picked = batch.take([3, 1])
     assert picked.events() == [events[3], events[1]]
-    assert bytes(picked.jsonl()) == events[3].body + b"\n" + events[1].body + b"\n"
+    assert b"".join(picked.jsonl()) == events[3].body + b"\n" + events[1].body + b"\n"
     sliced = EventBatch(batch.ids.slice(1, 2), batch.bodies.slice(1, 2))  # Arrow offset != 0
-    assert bytes(sliced.jsonl()) == events[1].body + b"\n" + events[2].body + b"\n"
-    assert bytes(EventBatch.of([]).jsonl()) == b""
+    assert b"".join(sliced.jsonl()) == events[1].body + b"\n" + events[2].body + b"\n"
+    assert b"".join(EventBatch.of([]).jsonl()) == b""
     assert EventBatch.of(events).events() == events
+    pieces = [bytes(piece) for piece in batch.jsonl(rows=3)]  # 4 bodies: pieces of 3 and 1
+    assert pieces == [b"".join(event.body + b"\n" for event in events[:3]), events[3].body + b"\n"]

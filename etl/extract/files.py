@@ -184,6 +184,7 @@ def _frames(
         start += table.num_rows
         if len(frame):
             yield frame[columns] if len(frame.columns) != len(columns) else frame
+        del frame  # not alive while the next one is converted (27 MB of strings a chunk)
 
 
 def _check_requested(columns: list[str], available: list[str]) -> None:
