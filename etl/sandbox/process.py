@@ -24,7 +24,8 @@ import httpx
 from etl.errors import EtlError
 from etl.sandbox.config import SandboxConfig
 
-STARTUP_TIMEOUT = 10.0
+#: A healthy start takes ~0.3 s; a CI run once saw one take over 10 s on a busy machine.
+STARTUP_TIMEOUT = 30.0
 _READY = re.compile(rb"sandbox listening on (http://\S+)")
 
 
@@ -111,7 +112,7 @@ def command_line(config: SandboxConfig, port: int = 0, host: str = "127.0.0.1") 
 def start_sandbox(config: SandboxConfig, port: int | None = None) -> SandboxProcess:
     """Start the sandbox (a free port when `port` is None); return once it answers its health check.
 
-    Raises SandboxStartError, with the process's stderr, when it is not healthy within 10 s.
+    Raises SandboxStartError, with the process's stderr, when it is not healthy within STARTUP_TIMEOUT s.
     """
     # stderr outlives this call: the SandboxProcess owns it (a file, so a chatty server never
     # blocks on a full pipe) and closes it in stop().
