@@ -112,7 +112,8 @@ def command_line(config: SandboxConfig, port: int = 0, host: str = "127.0.0.1") 
 def start_sandbox(config: SandboxConfig, port: int | None = None) -> SandboxProcess:
     """Start the sandbox (a free port when `port` is None); return once it answers its health check.
 
-    Raises SandboxStartError, with the process's stderr, when it is not healthy within STARTUP_TIMEOUT s.
+    Raises SandboxStartError, with the process's stderr, when it is not healthy within
+    STARTUP_TIMEOUT seconds.
     """
     # stderr outlives this call: the SandboxProcess owns it (a file, so a chatty server never
     # blocks on a full pipe) and closes it in stop().
