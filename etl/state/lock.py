@@ -1,4 +1,4 @@
-"""One run of a pipeline at a time on a SQLite state (SPEC §6).
+"""One run of a pipeline at a time on a SQLite state (SPEC §6), one opener at a time.
 
 An exclusive `flock` on a small file beside the database. The kernel releases it when
 the holder's process ends in any way (`kill -9` included), so a dead holder never blocks
@@ -11,6 +11,8 @@ import fcntl
 import json
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,3 +68,20 @@ def _holder(descriptor: int) -> str:
     if not holder:
         return "it is starting"
     return f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started_at')}"
+
+
+@contextmanager
+def opening(path: Path) -> Iterator[None]:
+    """Wait for, then hold, the right to open (create, upgrade) the SQLite file at `path`.
+
+    SQLite's busy timeout does not cover every race of a fresh file: two connections
+    switching it to WAL at once can deadlock, and SQLite then fails one of them at once
+    with "database is locked" instead of waiting. Openers queue here instead.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path.with_name(f"{path.name}.open.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)

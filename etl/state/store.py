@@ -19,7 +19,7 @@ import asyncio
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ import sqlalchemy as sa
 from etl.errors import StateError
 from etl.events import Event, Outcome, Status
 from etl.state.errors import sqlite_path, state_errors
-from etl.state.lock import RunLock
+from etl.state.lock import RunLock, opening
 from etl.state.migrations import create_or_upgrade
 from etl.state.reserve import Reserve
 from etl.state.schema import (
@@ -68,8 +68,10 @@ class StateStore:
         self._run_lock: RunLock | None = None
         self._reserve: Reserve | None = None
         with self._errors("open"):
-            self.engine = _engine(url)
-            create_or_upgrade(self.engine)
+            path = sqlite_path(url)
+            with opening(path) if path else nullcontext():
+                self.engine = _engine(url)
+                create_or_upgrade(self.engine)
 
     def _errors(self, doing: str) -> AbstractContextManager[None]:
         return state_errors(self.url, doing)
