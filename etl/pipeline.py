@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # imported where used: a dry run without state needs neither 
     from etl.load.fanout import FanOut
     from etl.load.loader import LoadStats
     from etl.state import Scope, StateStore
+    from etl.workers import LeasedWork
 
 log = logging.getLogger("etl")
 #: Reject examples kept per rule for `etl validate`.
@@ -191,6 +192,7 @@ class _Run:
         self.output: BinaryIO | None = None
         self.extractor = open_extractor(pipeline.source)
         self.stats: LoadStats | None = None
+        self.work: LeasedWork | None = None  # with `workers:`, this run's leases (SPEC §11)
         if mode == "run":  # httpx loads only for a real run
             from etl.load.loader import LoadStats
 
@@ -350,8 +352,9 @@ class _Run:
         for rule, lines in prepared.examples.items():
             self.examples.setdefault(rule, []).extend(lines)
         # Only a real run can be refused by the API and need the row; with many stores the
-        # events may wait in a spool, so their rows are not held (memory, SPEC §10).
-        if self.mode == "run" and self.store_column is None:
+        # events may wait in a spool, and with workers another process may send them, so
+        # their rows are not held (memory, SPEC §10, §11).
+        if self.mode == "run" and self.store_column is None and self.pipeline.workers is None:
             ids = prepared.batch.ids.to_pylist()
             for event_id, label in zip(ids, prepared.labels, strict=True):
                 self.origins[event_id] = (prepared.chunk, label)
@@ -485,7 +488,10 @@ class _Run:
     async def _on_outcome(self, outcome: Outcome) -> None:
         assert self.state is not None
         event = outcome.event
-        await self.state.record(self._scope_of(event), self.report.run_id or 0, outcome)
+        if self.work is not None:
+            await self.work.record(outcome, self._scope_of(event))
+        else:
+            await self.state.record(self._scope_of(event), self.report.run_id or 0, outcome)
         if event.store is not None and self.store_column is not None:
             self.report.count_store(event.store, outcome.status.value)
         origin = self.origins.pop(event.id, None)
@@ -517,27 +523,76 @@ class _Run:
         )
 
     async def _load(self, client: httpx.AsyncClient | None) -> None:
+        """Send this run's events; with `workers:`, as one worker of many (SPEC §11)."""
+        if self.pipeline.workers is None:
+            await self._send(client)
+            return
+        from etl.workers import LeasedWork
+
+        async with LeasedWork(self.pipeline.state_url, self.scope, self.report.run_id or 0,
+                              self.pipeline.workers) as work:
+            self.work = work
+            await self._send(client)
+
+    async def _send(self, client: httpx.AsyncClient | None) -> None:
         from etl.load import Loader
         from etl.load.fanout import FanOut
 
-        pipeline = self.pipeline
+        pipeline, work = self.pipeline, self.work
+        guard = work.may_send if work is not None else None
         loader: Loader | FanOut
         if self.store_column is not None:
             assert self.credentials is not None
             loader = FanOut(pipeline.destination, self.credentials, client, self.stats,
-                            state_url=pipeline.state_url)
+                            state_url=pipeline.state_url, guard=guard)
         else:
             loader = Loader(pipeline.destination, client=client, stats=self.stats,
-                            state_url=pipeline.state_url)
+                            state_url=pipeline.state_url, guard=guard)
         async with loader:
             watcher = asyncio.create_task(self._watch(loader))
             try:
-                await loader.deliver(self._events(), self._on_outcome)
+                if work is None:
+                    await loader.deliver(self._events(), self._on_outcome)
+                else:
+                    await self._share(loader, work)
             finally:
                 watcher.cancel()
                 self._copy_stats(loader.stats)
                 if isinstance(loader, FanOut):
                     self.report.merge_stores(loader.summary())
+
+    async def _share(self, loader: Loader | FanOut, work: LeasedWork) -> None:
+        """Read into the queue while holding the reader lease, and send what the partitions
+        held have pending, until the round is done; a lost lease ends the run (exit 3)."""
+        assert work.lost is not None
+        reader = asyncio.create_task(work.read(self._enqueued, self._read_max))
+        sending = asyncio.create_task(loader.deliver(work.events(), self._on_outcome))
+        waiting: set[asyncio.Future[Any]] = {reader, sending, work.lost}
+        try:
+            while not sending.done():
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    finished.result()  # raises a lost lease, a source error, an abort
+        finally:
+            for task in (reader, sending):
+                task.cancel()
+            await asyncio.gather(reader, sending, return_exceptions=True)
+        if work.lost.done():
+            work.lost.result()
+
+    async def _enqueued(self) -> AsyncIterator[EventBatch]:
+        """`_batches` for the queue: each event's cursor counts as done once it is enqueued
+        (its outcome is another worker's; a failure anywhere keeps the watermark)."""
+        async for batch in self._batches():
+            cursors = [cursor for cursor in batch.cursors or () if cursor is not None]
+            if cursors:
+                self.watermark.done(max(cursors))
+            yield batch
+
+    def _read_max(self) -> str | None:
+        from etl.state.schema import encode_value
+
+        return encode_value(self.watermark.done_max)
 
     async def _watch(self, loader: Loader | FanOut) -> None:
         """Refresh the progress line every second: a pause or an outage has no outcomes."""
@@ -672,9 +727,24 @@ class _Run:
             or manual_window
         ):
             return old
-        new = self.watermark.new_value(old)
+        new = self.watermark.new_value(old) if self.work is None else self._round_watermark(old)
         if new is not None and new != old:
             self.state.set_watermark(self.scope, new)
+        return new
+
+
+    def _round_watermark(self, old: Any) -> Any:
+        """Workers: the highest cursor the round read, once nothing is pending and nothing
+        failed in any worker; otherwise the old watermark (SPEC §6: never past a failure)."""
+        from etl.state.schema import decode_value
+
+        assert self.work is not None
+        progress = self.work.progress
+        if progress is None or not progress.finished or progress.failed:
+            return old
+        new = decode_value(progress.read_max)
+        if new is None or (old is not None and new <= old):
+            return old
         return new
 
 
