@@ -151,7 +151,7 @@ def test_a_worker_frozen_past_its_lease_sends_nothing_more_and_exits_3(
     tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
 ) -> None:
     rows = 120
-    server = sandbox(rate_limit=None)
+    server = sandbox(rate_limit=None, latency_ms=200)  # requests in flight when it stops
     file = leased_project(tmp_path, server, pg_state, rows=rows, rate=20)
     frozen, other = spawn_run(file), spawn_run(file)
     tag = f":{frozen.pid}:"
