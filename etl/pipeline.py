@@ -35,6 +35,7 @@ from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError, DefinitionError, RunInterrupted, StateError
 from etl.events import Event, EventBatch, Outcome, Status
 from etl.extract import Window, open_extractor
+from etl.partition import StoreFilter, owned_rows
 from etl.quarantine import EVENT_ID, REJECT_REASON, REJECT_RULE, Quarantine
 from etl.redact import mask_in_text
 from etl.report import ProgressDisplay, RunReport
@@ -75,6 +76,7 @@ class RunOptions:
     metrics_port: int | None = None  # serve Prometheus metrics on this port while running
     metrics_host: str = "127.0.0.1"
     progress_interval: float = 10.0  # seconds between progress log lines off a terminal
+    stores: StoreFilter | None = None  # rows naming their stores: only these (SPEC §11)
 
 
 def load_pipeline(path: str | os.PathLike[str]) -> Pipeline:
@@ -219,10 +221,15 @@ class _Run:
         from etl.state import Scope, StateStore  # SQLAlchemy loads only when there is state
 
         self.scope = Scope.of(self.pipeline)
+        lock = self.pipeline.name
+        if self.store_column is not None and self.options.stores is not None:
+            # A partition's runs and watermark are its own, and so is its run lock.
+            self.scope = self.scope.for_store(f"{self.scope.store_id}{self.options.stores}")
+            lock = f"{lock}.{str(self.options.stores).replace('/', 'of')}"
         store = StateStore(url)
         try:
             if self.mode == "run":
-                store.hold_run_lock(self.pipeline.name)
+                store.hold_run_lock(lock)
             store.adopt_legacy(self.scope)
         except BaseException:
             store.close()
@@ -250,6 +257,8 @@ class _Run:
         columns = self.pipeline.mapped_columns()
         remaining = self.options.limit
         for chunk in self.extractor.chunks(columns, self._window()):
+            if self.store_column is not None and self.options.stores is not None:
+                chunk = owned_rows(chunk, self.store_column, self.options.stores)
             if remaining is not None:
                 chunk = chunk.iloc[:remaining]
                 remaining -= len(chunk)
@@ -476,8 +485,10 @@ class _Run:
         assert self.state is not None
         if self.store_column is None:
             return [self.scope]
+        owned = self.options.stores
         return [self.scope.for_store(store) for store in self.state.stores_with(self.scope, status)
-                if self.credentials is None or not isinstance(self.credentials.lookup(store), str)]
+                if (self.credentials is None or not isinstance(self.credentials.lookup(store), str))
+                and (owned is None or owned.owns(store))]
 
     async def _events(self) -> AsyncIterator[Event]:
         """`_batches` one event at a time, as the loader's workers take them."""
