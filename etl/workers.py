@@ -49,6 +49,11 @@ DEADLINE_SHARE = 0.8
 PAGE = 200
 #: How long an idle feed waits before it looks for work again.
 IDLE_S = 0.25
+#: An idle feed asks the keeper for a cycle (new partitions to take) at most this often.
+WAKE_S = 1.0
+#: The reader waits while this many events are pending: the queue is a buffer, not a copy
+#: of the source (a backfill's bodies would otherwise all sit in the state database).
+MAX_PENDING = 100_000
 
 
 @dataclass
@@ -84,6 +89,7 @@ class LeasedWork:
         self.lost: asyncio.Future[None] | None = None
         self._in_flight: dict[tuple[str, str], _Held] = {}
         self._wake = asyncio.Event()
+        self._last_cycle = -math.inf  # monotonic start of the keeper's latest cycle
         self._writer: GroupWriter | None = None
         self._keeper: asyncio.Task[None] | None = None
 
@@ -129,12 +135,20 @@ class LeasedWork:
                     self._lose("the reader's lease was taken over")
                     return False
                 self._wake.set()
+                await self._backlog_drains(reader)
             done = await asyncio.to_thread(self.board.finish_read, lease, read_max())
             self.reader = None
             if not done:
                 self._lose("the reader's lease was taken over")
             self._wake.set()
             return done
+
+    async def _backlog_drains(self, reader: _Held) -> None:
+        """Wait while `MAX_PENDING` events are pending (the keeper renews the lease)."""
+        while sum((await asyncio.to_thread(self.board.progress)).work.values()) >= MAX_PENDING:
+            if self.reader is not reader:
+                return
+            await asyncio.sleep(self.lease_s / 3)
 
     # -- the feed -----------------------------------------------------------------
     async def events(self) -> AsyncIterator[Event]:
@@ -149,7 +163,8 @@ class LeasedWork:
             progress = self.progress = await asyncio.to_thread(self.board.progress)
             if progress.finished:
                 return
-            self._wake.set()
+            if time.monotonic() - self._last_cycle >= WAKE_S:
+                self._wake.set()
             await asyncio.sleep(IDLE_S)
 
     def _next(self) -> Event | None:
@@ -215,7 +230,7 @@ class LeasedWork:
     async def _cycle(self) -> None:
         for held in [*self.held.values(), *([self.reader] if self.reader else [])]:
             self._check(held)
-        started = time.monotonic()
+        started = self._last_cycle = time.monotonic()
         await asyncio.to_thread(self.board.heartbeat)
         mine = [h.lease for h in self.held.values()] + ([self.reader.lease] if self.reader else [])
         renewed = set(await asyncio.to_thread(self.board.renew, mine))
