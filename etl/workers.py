@@ -30,19 +30,21 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
 from etl.definition import Workers
 from etl.errors import LeaseLost
 from etl.events import Event, EventBatch, Outcome
+from etl.state.errors import state_errors
 from etl.state.leases import Lease, LeaseBoard, Progress
 from etl.state.queue import LEASE, WorkQueue
 from etl.state.scope import Scope
 from etl.state.store import GroupWriter, outcome_row
 
 log = logging.getLogger("etl.workers")
+T = TypeVar("T")
 #: The share of the lease a worker sends for after the renewal that set it.
 DEADLINE_SHARE = 0.8
 #: Events read from a partition's queue at a time.
@@ -72,6 +74,7 @@ class LeasedWork:
     """A worker's leases on one pipeline; `async with` joins the round and leaves it."""
 
     def __init__(self, url: str, scope: Scope, run_id: int, settings: Workers) -> None:
+        self.url = url
         self.scope = scope
         self.run_id = run_id
         self.lease_s = settings.lease
@@ -95,7 +98,7 @@ class LeasedWork:
 
     async def __aenter__(self) -> LeasedWork:
         self.lost = asyncio.get_running_loop().create_future()
-        round_ = await asyncio.to_thread(self.board.join)
+        round_ = await self._db("join", self.board.join)
         log.info("%s: worker %s joined round %d (lease %g s)", self.scope.pipeline, self.worker,
                  round_, self.lease_s)
         self._writer = GroupWriter(self._write)
@@ -110,6 +113,9 @@ class LeasedWork:
             self._writer.stop()  # commits what is pending first
         try:
             await asyncio.to_thread(self.board.leave)
+        except sa.exc.SQLAlchemyError as exc:  # the leases expire by themselves
+            log.warning("%s: could not give the leases back: %s", self.scope.pipeline,
+                        str(exc).splitlines()[0])
         finally:
             self.engine.dispose()
 
@@ -119,10 +125,10 @@ class LeasedWork:
         """Read the source into the queue whenever this worker can take the reader lease,
         until some worker has read it to the end; True when this worker did."""
         while True:
-            progress = await asyncio.to_thread(self.board.progress)
+            progress = await self._db("read", self.board.progress)
             if progress.read_done:
                 return False
-            lease = await asyncio.to_thread(self.board.acquire_reader)
+            lease = await self._db("lease", self.board.acquire_reader)
             if lease is None:
                 await asyncio.sleep(self.lease_s / 3)
                 continue
@@ -131,13 +137,13 @@ class LeasedWork:
                 if self.reader is not reader or not self._check(reader):
                     return False
                 pairs = [(event.store or self.scope.store_id, event) for event in batch.events()]
-                if not await asyncio.to_thread(self.queue.enqueue, lease, pairs):
+                if not await self._db("write", self.queue.enqueue, lease, pairs):
                     self._lose("the reader's lease was taken over")
                     return False
                 self._wake.set()
                 await self._backlog_drains(reader)
-            done = await asyncio.to_thread(self.board.finish_read, lease, read_max())
-            self.reader = None
+            self.reader = None  # no more renewals: finishing checks the epoch itself
+            done = await self._db("write", self.board.finish_read, lease, read_max())
             if not done:
                 self._lose("the reader's lease was taken over")
             self._wake.set()
@@ -145,7 +151,7 @@ class LeasedWork:
 
     async def _backlog_drains(self, reader: _Held) -> None:
         """Wait while `MAX_PENDING` events are pending (the keeper renews the lease)."""
-        while sum((await asyncio.to_thread(self.board.progress)).work.values()) >= MAX_PENDING:
+        while sum((await self._db("read", self.board.progress)).work.values()) >= MAX_PENDING:
             if self.reader is not reader:
                 return
             await asyncio.sleep(self.lease_s / 3)
@@ -160,7 +166,7 @@ class LeasedWork:
                 continue
             if not any(h.buffer for h in self.held.values()) and await self._refill():
                 continue
-            progress = self.progress = await asyncio.to_thread(self.board.progress)
+            progress = self.progress = await self._db("read", self.board.progress)
             if progress.finished:
                 return
             if time.monotonic() - self._last_cycle >= WAKE_S:
@@ -181,7 +187,7 @@ class LeasedWork:
         for held in list(self.held.values()):
             if held.releasing:
                 continue
-            page = await asyncio.to_thread(self.queue.take, held.lease, held.after, PAGE)
+            page = await self._db("read", self.queue.take, held.lease, held.after, PAGE)
             if page and self.held.get(held.lease.partition) is held:
                 held.after = page[-1][0]
                 held.buffer.extend(event for _, event in page)
@@ -207,7 +213,8 @@ class LeasedWork:
         await self._writer.submit({**outcome_row(scope, self.run_id, outcome), LEASE: held.lease})
 
     def _write(self, rows: list[dict[str, Any]]) -> None:
-        refused = self.queue.record(rows)
+        with state_errors(self.url, "write"):
+            refused = self.queue.record(rows)
         if refused:
             self.refused += refused
             log.warning("%s: %d outcomes refused: their partition has a newer holder",
@@ -232,13 +239,15 @@ class LeasedWork:
             self._check(held)
         started = self._last_cycle = time.monotonic()
         await asyncio.to_thread(self.board.heartbeat)
-        mine = [h.lease for h in self.held.values()] + ([self.reader.lease] if self.reader else [])
+        reader = self.reader  # the reader may take or finish its lease meanwhile
+        mine = [h.lease for h in self.held.values()] + ([reader.lease] if reader else [])
         renewed = set(await asyncio.to_thread(self.board.renew, mine))
         deadline = self._deadline(started)
-        if self.reader is not None:
-            if self.reader.lease not in renewed:
+        if reader is not None and self.reader is reader:
+            if reader.lease not in renewed:
                 self._lose("the reader's lease was taken over")
-            self.reader.deadline = deadline
+                return
+            reader.deadline = deadline
         for key, held in list(self.held.items()):
             if held.lease in renewed:
                 held.deadline = deadline
@@ -264,6 +273,14 @@ class LeasedWork:
         taken = await asyncio.to_thread(self.board.acquire, share - len(working))
         for lease in taken:
             self.held[lease.partition] = _Held(lease, self._deadline(started))
+
+    async def _db(self, doing: str, function: Callable[..., T], *args: Any) -> T:
+        """A call of the lease board or queue in a thread; its errors as `StateError`."""
+        def call() -> T:
+            with state_errors(self.url, doing):
+                return function(*args)
+
+        return await asyncio.to_thread(call)
 
     # -- deadlines ----------------------------------------------------------------
     def _deadline(self, started: float) -> float:
