@@ -176,3 +176,13 @@ def test_a_worker_frozen_past_its_lease_sends_nothing_more_and_exits_3(
     assert server.stats(STORE)["requests"] == before  # not one request after waking
     assert server.stats(STORE)["count"] == rows
     assert state_counts(pg_state) == {"delivered": rows, "pending": 0}  # no late overwrite
+
+
+def test_the_kubernetes_example_runs_the_same_leased_command_in_every_pod() -> None:
+    job = yaml.safe_load((Path(__file__).parents[1] / "examples/kubernetes/leased-workers.yaml")
+                         .read_text())
+    spec = job["spec"]
+    [container] = spec["template"]["spec"]["containers"]
+    assert "completionMode" not in spec and spec["completions"] == spec["parallelism"] >= 2
+    assert "etl run /pipelines/orders_shipped.yaml" in container["args"][0]
+    assert "--partition" not in container["args"][0]
