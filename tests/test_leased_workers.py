@@ -32,12 +32,15 @@ def pg_state(postgres_engine: object) -> Iterator[str]:
 
 
 def leased_project(tmp_path: Path, server: SandboxProcess, state: str, rows: int,
-                   rate: float, shards: int = 8, **destination: object) -> Path:
+                   rate: float, shards: int = 8, incremental: bool = False,
+                   **destination: object) -> Path:
     """One pipeline file every worker runs: `workers:` on, a PostgreSQL state."""
     file = orders_project(tmp_path, "leased", server.base_url, server.token, rows, state,
                           rate_limit=rate, concurrency=CONCURRENCY, **destination)
     definition = yaml.safe_load(file.read_text())
     definition["workers"] = {"lease": LEASE_S, "shards": shards}
+    if incremental:
+        definition["source"]["incremental"] = {"cursor": "shipped_at"}
     file.write_text(yaml.safe_dump(definition))
     return file
 
@@ -78,24 +81,32 @@ def holders(url: str) -> dict[tuple[str, int], str | None]:
     return {(store, shard): holder for store, shard, holder in rows}
 
 
-def test_one_worker_alone_delivers_everything_once_and_a_rerun_sends_nothing(
+def test_one_worker_alone_delivers_everything_once_moves_the_watermark_and_resends_nothing(
     tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
 ) -> None:
     server = sandbox(rate_limit=None)
-    file = leased_project(tmp_path, server, pg_state, rows=60, rate=200)
+    file = leased_project(tmp_path, server, pg_state, rows=60, rate=200, incremental=True)
     report = tmp_path / "report.json"
     code, stderr = finish(spawn_run(file, "--report-json", str(report)))
     assert code == 0, stderr[-2000:]
     got = json.loads(report.read_text())
     assert (got["extracted"], got["delivered"], got["failed"]) == (60, 60, 0)
+    # The round read everything and nothing failed: the watermark is the highest cursor.
+    assert got["watermark"] == "2024-03-28 12:30:00+00:00"
     stats = server.stats(STORE)
     assert stats["count"] == 60 and set(stats["receipts"].values()) == {1}
     assert state_counts(pg_state) == {"delivered": 60, "pending": 0}
-    code, stderr = finish(spawn_run(file, "--report-json", str(report)))
+    code, stderr = finish(spawn_run(file, "--report-json", str(report),
+                                    "--since", "2024-01-01T00:00:00Z"))
     assert code == 0, stderr[-2000:]
     got = json.loads(report.read_text())
     assert (got["extracted"], got["skipped_unchanged"], got["delivered"]) == (60, 60, 0)
     assert server.stats(STORE)["requests"] == 60
+    code, stderr = finish(spawn_run(file, "--report-json", str(report)))  # from the watermark
+    assert code == 0, stderr[-2000:]
+    got = json.loads(report.read_text())
+    # Only the 2 rows AT the watermark are read again, as a single run reads them (diffed).
+    assert (got["extracted"], got["skipped_unchanged"], got["delivered"]) == (2, 2, 0)
 
 
 def test_four_workers_of_one_pipeline_hold_the_store_budget(
