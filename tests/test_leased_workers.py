@@ -197,3 +197,25 @@ def test_the_kubernetes_example_runs_the_same_leased_command_in_every_pod() -> N
     assert "completionMode" not in spec and spec["completions"] == spec["parallelism"] >= 2
     assert "etl run /pipelines/orders_shipped.yaml" in container["args"][0]
     assert "--partition" not in container["args"][0]
+
+
+def test_two_workers_share_a_store_column_pipeline_each_event_sent_once(
+    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
+) -> None:
+    from test_many_stores import Stores, csv, rows
+
+    server = sandbox(rate_limit=None)
+    stores = ["shop-a", "shop-b", "shop-c"]
+    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(stores, 20)),
+                     credentials="stores.yaml", rate_limit=40)
+    project.credentials({store: server.token for store in stores})
+    definition = yaml.safe_load(project.file.read_text())
+    definition.update(workers={"lease": LEASE_S, "shards": 2}, state=pg_state)
+    project.file.write_text(yaml.safe_dump(definition))
+    workers = [spawn_run(project.file) for _ in range(2)]
+    results = [finish(worker) for worker in workers]
+    assert [code for code, _ in results] == [0, 0], [err[-800:] for _, err in results]
+    for store in stores:
+        stats = server.stats(store)
+        assert stats["count"] == 20 and set(stats["receipts"].values()) == {1}
+    assert state_counts(pg_state) == {"delivered": 60, "pending": 0}
