@@ -13,7 +13,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from test_load import serve  # noqa: F401
 from test_run_end_to_end import Project, csv_source, orders
 
 from etl import wire
