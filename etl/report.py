@@ -32,9 +32,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("etl")
 
 
-#: The loader's figures in the report JSON, under the names it has always had.
-LOAD_FIGURES = ("requests", "http_retries", "http_429", "limiter_wait_s", "pause_429_s",
-                "last_error", "paused_until")
+#: The loader's figures in the report JSON, under the names and after the fields they
+#: have always had there.
+_LOAD_FIGURES = {
+    "written": ("requests", "http_retries", "http_429"),
+    "prepare_s": ("limiter_wait_s", "pause_429_s"),
+    "error": ("last_error", "paused_until"),
+}
 
 
 @dataclass
@@ -124,9 +128,11 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; datetimes and other values become strings."""
-        data = asdict(self)
-        del data["load"]
-        data.update({name: getattr(self, name) for name in LOAD_FIGURES})
+        data: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if key != "load":
+                data[key] = value
+            data.update({name: getattr(self, name) for name in _LOAD_FIGURES.get(key, ())})
         data["rejected_by_rule"] = dict(self.rejected_by_rule)
         ready: dict[str, Any] = json.loads(json.dumps(data, default=str))
         return ready

@@ -108,7 +108,7 @@ class _Run:
         started = time.monotonic()
         report.run_id = self.ledger.begin()
         context = self._context()
-        sink = SINKS[self.plan.mode](context, client)
+        sink = SINKS[self.plan.mode](context, client)  # a load sink sets report.load
         feed = self._feed(context)
         watch = watching(
             context.progress, report.load, state=self.ledger.writer, run_id=report.run_id,
