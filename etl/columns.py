@@ -1,12 +1,16 @@
-"""Column helpers both `validate` and `transform` use, so neither imports the other.
-
-A name's normal form (SPEC §5 snake_case) and a pandas column as one Arrow array.
+"""Column helpers both `validate` and `transform` (and the run) use, so no stage imports
+another: a name's normal form (SPEC §5 snake_case), a pandas column as one Arrow array,
+and a pandas/numpy scalar as the plain Python value it stands for.
 """
 
 from __future__ import annotations
 
+import decimal
+import math
 import re
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as arrow
 
@@ -23,3 +27,26 @@ def arrow_array(values: pd.Series, kind: arrow.DataType | None = None) -> arrow.
     pandas sees missing values. Raises Arrow's errors when the values do not fit `kind`."""
     array = arrow.array(values, type=kind, from_pandas=True)
     return array.combine_chunks() if isinstance(array, arrow.ChunkedArray) else array
+
+
+def is_missing(value: Any) -> bool:
+    """Whether a scalar is a null: None, NA, NaT, a float NaN or a Decimal NaN."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, decimal.Decimal):
+        return value.is_nan()
+    return isinstance(value, float | np.floating) and math.isnan(value)
+
+
+def python_scalar(value: Any) -> Any:
+    """A pandas/numpy scalar as a plain Python value (None for a null), so that a cursor
+    compares and a value encodes alike whichever column type it came from. Timestamps
+    stay as they are: they are datetimes, and keep their nanoseconds."""
+    if is_missing(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def python_values(values: pd.Series) -> list[Any]:
+    """`python_scalar` of every value of a column, in order."""
+    return [python_scalar(value) for value in values.tolist()]

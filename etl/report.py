@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
@@ -24,8 +24,21 @@ from rich.table import Table
 from etl.eta import Eta, estimate
 from etl.logs import progress_fields
 from etl.redact import mask_free_text
+from etl.runner.plan import Mode
+
+if TYPE_CHECKING:
+    from etl.load.loader import LoadStats
 
 log = logging.getLogger("etl")
+
+
+#: The loader's figures in the report JSON, under the names and after the fields they
+#: have always had there.
+_LOAD_FIGURES = {
+    "written": ("requests", "http_retries", "http_429"),
+    "prepare_s": ("limiter_wait_s", "pause_429_s"),
+    "error": ("last_error", "paused_until"),
+}
 
 
 @dataclass
@@ -35,7 +48,7 @@ class RunReport:
     pipeline: str
     run_id: int | None = None
     store: str | None = None  # the destination's store id
-    mode: str = "run"  # run | dry-run | validate
+    mode: Mode = Mode.RUN
     extracted: int = 0
     valid: int = 0
     rejected: int = 0
@@ -45,13 +58,8 @@ class RunReport:
     delivered: int = 0
     failed: int = 0
     written: int = 0  # dry-run: bodies written instead of sent
-    requests: int = 0
-    http_retries: int = 0
-    http_429: int = 0
     read_s: float = 0.0  # time spent reading the source (worker thread)
     prepare_s: float = 0.0  # time spent validating, transforming and diffing (worker thread)
-    limiter_wait_s: float = 0.0
-    pause_429_s: float = 0.0
     duration_s: float = 0.0
     requests_per_s: float = 0.0
     watermark: Any = None
@@ -61,10 +69,45 @@ class RunReport:
     exit_code: int = 0
     outcome: str = "completed"  # completed | aborted | interrupted
     error: str | None = None
-    last_error: str | None = None  # the latest failed HTTP try (masked when shown)
-    paused_until: datetime | None = None  # the end of the latest long pause the API asked for
     #: Many stores (SPEC §10): store -> delivered, rejected, failed, requests, 429s, aborted.
     stores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: The loader's own statistics, live (a real run only); the report JSON flattens them.
+    load: LoadStats | None = None
+
+    @property
+    def requests(self) -> int:
+        """HTTP requests sent to the events endpoint (every try counts)."""
+        return self.load.requests if self.load else 0
+
+    @property
+    def http_retries(self) -> int:
+        """Requests that were a second or later try of their event."""
+        return self.load.retries if self.load else 0
+
+    @property
+    def http_429(self) -> int:
+        """Answers that said the rate limit was exceeded."""
+        return self.load.http_429 if self.load else 0
+
+    @property
+    def limiter_wait_s(self) -> float:
+        """Wall time the limiter held requests back (summed over workers)."""
+        return self.load.limiter_wait_s if self.load else 0.0
+
+    @property
+    def pause_429_s(self) -> float:
+        """Wall time sending was paused on the API's word."""
+        return self.load.pause_429_s if self.load else 0.0
+
+    @property
+    def last_error(self) -> str | None:
+        """The latest failed HTTP try (masked when shown)."""
+        return self.load.last_error if self.load else None
+
+    @property
+    def paused_until(self) -> datetime | None:
+        """The end of the latest long pause the API asked for."""
+        return self.load.paused_until if self.load else None
 
     def reject(self, rule: str, count: int = 1) -> None:
         """Count rejects under a §5 rule name (or `api` for the API's refusals)."""
@@ -85,7 +128,11 @@ class RunReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; datetimes and other values become strings."""
-        data = asdict(self)
+        data: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if key != "load":
+                data[key] = value
+            data.update({name: getattr(self, name) for name in _LOAD_FIGURES.get(key, ())})
         data["rejected_by_rule"] = dict(self.rejected_by_rule)
         ready: dict[str, Any] = json.loads(json.dumps(data, default=str))
         return ready
@@ -123,19 +170,7 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         ("skipped (unchanged)", report.skipped_unchanged),
         ("retried from last run", report.retried_from_last_run),
     ]
-    if report.mode == "dry-run":
-        rows.append(("written (dry run)", report.written))
-    elif report.mode == "run":
-        rows += [
-            ("delivered", report.delivered),
-            ("failed", report.failed),
-            ("HTTP requests", report.requests),
-            ("HTTP retries", report.http_retries),
-            ("429s seen", report.http_429),
-            ("waited on limiter (s)", f"{report.limiter_wait_s:.1f}"),
-            ("paused by 429 (s)", f"{report.pause_429_s:.1f}"),
-            ("achieved requests/s", f"{report.requests_per_s:.2f}"),
-        ]
+    rows += _MODE_ROWS[report.mode](report)
     rows += [
         ("reading source (s)", f"{report.read_s:.1f}"),
         ("validating + transforming (s)", f"{report.prepare_s:.1f}"),
@@ -157,6 +192,27 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
     console.print(table)
     if report.quarantine_file:  # below the table, so a long path is never cut short
         console.print(f"rejected rows with their reasons: {report.quarantine_file}", soft_wrap=True)
+
+
+def _run_rows(report: RunReport) -> list[tuple[str, Any]]:
+    return [
+        ("delivered", report.delivered),
+        ("failed", report.failed),
+        ("HTTP requests", report.requests),
+        ("HTTP retries", report.http_retries),
+        ("429s seen", report.http_429),
+        ("waited on limiter (s)", f"{report.limiter_wait_s:.1f}"),
+        ("paused by 429 (s)", f"{report.pause_429_s:.1f}"),
+        ("achieved requests/s", f"{report.requests_per_s:.2f}"),
+    ]
+
+
+#: The summary rows only one mode has.
+_MODE_ROWS: dict[Mode, Callable[[RunReport], list[tuple[str, Any]]]] = {
+    Mode.RUN: _run_rows,
+    Mode.DRY_RUN: lambda report: [("written (dry run)", report.written)],
+    Mode.VALIDATE: lambda report: [],
+}
 
 
 class ProgressDisplay:

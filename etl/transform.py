@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import hashlib
-import math
 import uuid
 from collections.abc import Sequence
 from operator import methodcaller
@@ -46,7 +45,7 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 
 from etl import wire
-from etl.columns import arrow_array, snake_case
+from etl.columns import arrow_array, is_missing, python_scalar, python_values, snake_case
 from etl.declared import decimal_text
 from etl.definition import ColumnRef, EventSpec
 from etl.events import Event, EventBatch
@@ -70,16 +69,8 @@ def _utc_text(value: dt.datetime) -> str:
     return text + (f".{value.microsecond:06d}" if value.microsecond else "") + "Z"
 
 
-def _is_null(value: Any) -> bool:
-    if value is None or value is pd.NA or value is pd.NaT:
-        return True
-    if isinstance(value, decimal.Decimal):
-        return value.is_nan()
-    return isinstance(value, (float, np.floating)) and math.isnan(value)
-
-
 def _encode(value: Any) -> bytes:
-    if _is_null(value):
+    if is_missing(value):
         return b"n0:"
     if isinstance(value, (bool, np.bool_)):
         tag, text = b"b", "1" if value else "0"
@@ -118,12 +109,9 @@ def event_id(store_id: str, source: str, event_name: str, key_values: Sequence[A
     return _uuid5(canonical([store_id, source, event_name, *key_values]))
 
 
-def _native(value: Any) -> Any:
+def _wire_value(value: Any) -> Any:
     """One value as orjson serialises it on the wire (None for nulls)."""
-    if _is_null(value):
-        return None
-    if isinstance(value, np.generic):
-        return value.item()
+    value = python_scalar(value)
     if isinstance(value, dt.datetime):
         return _utc_text(value)
     if isinstance(value, dt.date):
@@ -283,7 +271,7 @@ def _json(values: pd.Series) -> Parts:
         return ['"', _utc_strings(values), '"']
     array = _typed(values)
     if array is None:
-        natives = (_native(v) for v in values.astype(object).tolist())
+        natives = map(_wire_value, values.astype(object).tolist())
         return [_from_python([None if v is None else orjson.dumps(v).decode() for v in natives])]
     kind = array.type
     if arrow.types.is_boolean(kind):
@@ -382,7 +370,7 @@ class Transformer:
             ),
             "}",
         )
-        cursors = _cursor_values(valid[self.cursor]) if self.cursor else None
+        cursors = python_values(valid[self.cursor]) if self.cursor else None
         stores = valid[self.store_column].astype(str).tolist() if self.store_column else None
         return EventBatch(ids, body.cast(arrow.large_binary()), cursors, stores)
 
@@ -403,13 +391,3 @@ def _name_json(spec: str | ColumnRef, valid: pd.DataFrame) -> Parts:
     if isinstance(spec, ColumnRef):
         return _json(valid[spec.column])
     return [orjson.dumps(snake_case(spec)).decode()]
-
-
-def _cursor_values(values: pd.Series) -> list[Any]:
-    """Cursor values as plain Python scalars (None for nulls), for the watermark."""
-    missing = values.isna().to_numpy()
-    items = values.tolist()
-    return [
-        None if gone else (v.item() if isinstance(v, np.generic) else v)
-        for v, gone in zip(items, missing, strict=True)
-    ]

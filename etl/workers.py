@@ -120,34 +120,33 @@ class LeasedWork:
             self.engine.dispose()
 
     # -- the reader ---------------------------------------------------------------
-    async def read(self, batches: Callable[[], AsyncIterator[EventBatch]],
-                   read_max: Callable[[], str | None]) -> bool:
-        """Read the source into the queue whenever this worker can take the reader lease,
-        until some worker has read it to the end; True when this worker did."""
+    async def read(self, batches: AsyncIterator[EventBatch]) -> bool:
+        """Read the source into the queue once this worker can take the reader lease, unless
+        another worker has read it to the end first; True when this worker did."""
         while True:
             progress = await self._db("read", self.board.progress)
             if progress.read_done:
                 return False
             lease = await self._db("lease", self.board.acquire_reader)
-            if lease is None:
-                await asyncio.sleep(self.lease_s / 3)
-                continue
-            reader = self.reader = _Held(lease, self._deadline(time.monotonic()))
-            async for batch in batches():
-                if self.reader is not reader or not self._check(reader):
-                    return False
-                pairs = [(event.store or self.scope.store_id, event) for event in batch.events()]
-                if not await self._db("write", self.queue.enqueue, lease, pairs):
-                    self._lose("the reader's lease was taken over")
-                    return False
-                self._wake.set()
-                await self._backlog_drains(reader)
-            self.reader = None  # no more renewals: finishing checks the epoch itself
-            done = await self._db("write", self.board.finish_read, lease, read_max())
-            if not done:
+            if lease is not None:
+                break
+            await asyncio.sleep(self.lease_s / 3)
+        reader = self.reader = _Held(lease, self._deadline(time.monotonic()))
+        async for batch in batches:
+            if self.reader is not reader or not self._check(reader):
+                return False
+            pairs = [(event.store or self.scope.store_id, event) for event in batch.events()]
+            if not await self._db("write", self.queue.enqueue, lease, pairs):
                 self._lose("the reader's lease was taken over")
+                return False
             self._wake.set()
-            return done
+            await self._backlog_drains(reader)
+        self.reader = None  # no more renewals: finishing checks the epoch itself
+        done = await self._db("write", self.board.finish_read, lease)
+        if not done:
+            self._lose("the reader's lease was taken over")
+        self._wake.set()
+        return done
 
     async def _backlog_drains(self, reader: _Held) -> None:
         """Wait while `MAX_PENDING` events are pending (the keeper renews the lease)."""

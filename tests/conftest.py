@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["fixtures_db", "fixtures_sandbox"]
+pytest_plugins = ["fixtures_db", "fixtures_http", "fixtures_sandbox"]
 
 
 @pytest.fixture(autouse=True)

@@ -13,10 +13,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from test_load import serve  # noqa: F401
 from test_run_end_to_end import Project, csv_source, orders
 
 from etl import wire
+from etl.load import LoadStats
 from etl.report import ProgressDisplay, RunReport
 
 
@@ -50,14 +50,15 @@ def test_a_day_long_retry_after_is_clamped_to_max_pause_and_logged_once(
 
 
 def test_the_progress_line_shows_a_pause_still_on_and_the_last_error_masked() -> None:
-    report = RunReport(pipeline="p", extracted=10, valid=10)
+    stats = LoadStats()
+    report = RunReport(pipeline="p", extracted=10, valid=10, load=stats)
     display = ProgressDisplay(report, enabled=False)
-    report.paused_until = (datetime.now() + timedelta(minutes=5)).astimezone()
-    report.last_error = "HTTP 500: could not store ann@example.com"
+    stats.paused_until = (datetime.now() + timedelta(minutes=5)).astimezone()
+    stats.last_error = "HTTP 500: could not store ann@example.com"
     line = display.line()
     assert line.endswith(
-        f", paused by the API until {report.paused_until:%H:%M:%S}, "
+        f", paused by the API until {stats.paused_until:%H:%M:%S}, "
         "last error: HTTP 500: could not store a***@example.com"
     )
-    report.paused_until = (datetime.now() - timedelta(seconds=1)).astimezone()
+    stats.paused_until = (datetime.now() - timedelta(seconds=1)).astimezone()
     assert "paused" not in display.line()

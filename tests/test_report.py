@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from etl.load import LoadStats
 from etl.quarantine import Quarantine
 from etl.redact import mask_email, mask_phone, mask_text
 from etl.report import RunReport, print_summary
+from etl.runner.plan import Mode
 
 
 @pytest.mark.parametrize(
@@ -41,6 +44,39 @@ def test_report_json_has_every_summary_field(tmp_path: Path) -> None:
     for key in ("skipped_unchanged", "http_retries", "http_429", "duration_s", "requests_per_s",
                 "limiter_wait_s", "pause_429_s"):
         assert key in data
+
+
+def test_the_loaders_statistics_reach_the_json_by_their_report_names_in_place() -> None:
+    stats = LoadStats(requests=12, retries=2, http_429=1, limiter_wait_s=0.5, pause_429_s=1.5,
+                      last_error="HTTP 500", paused_until=datetime(2026, 12, 2, 5, tzinfo=UTC))
+    data = RunReport(pipeline="orders", written=0, load=stats).to_dict()
+    assert "load" not in data
+    keys = list(data)
+    assert keys[keys.index("written") + 1 : keys.index("written") + 4] == [
+        "requests", "http_retries", "http_429"
+    ]
+    assert keys[keys.index("prepare_s") + 1 : keys.index("prepare_s") + 3] == [
+        "limiter_wait_s", "pause_429_s"
+    ]
+    assert keys[-3:] == ["last_error", "paused_until", "stores"]
+    assert [data[key] for key in keys[-3:-1]] == ["HTTP 500", "2026-12-02 05:00:00+00:00"]
+    assert (data["requests"], data["http_retries"], data["http_429"]) == (12, 2, 1)
+    assert RunReport(pipeline="orders").to_dict()["requests"] == 0  # no loader: zeros
+
+
+@pytest.mark.parametrize(
+    ("mode", "shown", "hidden"),
+    [
+        pytest.param(Mode.RUN, "HTTP requests", "written (dry run)", id="run"),
+        pytest.param(Mode.DRY_RUN, "written (dry run)", "HTTP requests", id="dry-run"),
+        pytest.param(Mode.VALIDATE, "extracted", "HTTP requests", id="validate"),
+    ],
+)
+def test_the_summary_shows_the_rows_of_its_mode(mode: Mode, shown: str, hidden: str) -> None:
+    out = io.StringIO()
+    print_summary(RunReport(pipeline="orders", mode=mode), out)
+    assert shown in out.getvalue() and hidden not in out.getvalue()
+    assert f"orders: {mode.value} completed" in out.getvalue()
 
 
 def test_summary_lists_rejects_per_rule() -> None:

@@ -249,20 +249,13 @@ def test_an_empty_bucket_is_429_with_the_rate_limit_headers(sandbox) -> None:
     assert other.status_code == 200
 
 
-def test_the_bucket_refills_at_the_rate_and_allows_no_burst_above_it(sandbox) -> None:
-    server = sandbox(rate_limit=10.0)
-    statuses = []
-    with httpx.Client(base_url=server.base_url, headers={wire.TOKEN_HEADER: server.token}) as http:
-        statuses += [http.post(EVENTS, json=event(f"a-{i}")).status_code for i in range(12)]
-        time.sleep(0.35)  # earns 3 tokens
-        statuses += [http.post(EVENTS, json=event(f"b-{i}")).status_code for i in range(5)]
-    assert statuses[:10] == [200] * 10
-    assert statuses[10:12] == [429, 429] or statuses[10:12] == [
-        200,
-        429,
-    ]  # 10 posts may take > 0.1 s
-    assert statuses[12:15] == [200, 200, 200]
-    assert statuses[16] == 429
+def test_the_bucket_refills_at_the_rate_and_allows_no_burst_above_it() -> None:
+    # The bucket's own clock, not the wall's: 12 posts at once, then 0.35 s later 5 more.
+    bucket = TokenBucket(rate=10.0, capacity=10, now=0.0)
+    assert [bucket.take(0.0) for _ in range(12)] == [True] * 10 + [False] * 2
+    assert [bucket.take(0.35) for _ in range(5)] == [True] * 3 + [False] * 2  # 3.5 earned
+    bucket.refill(100.0)
+    assert bucket.tokens == 10  # a long quiet spell fills it, never above capacity
 
 
 def test_a_fail_rate_of_one_answers_500_and_stores_nothing(sandbox) -> None:
@@ -407,10 +400,8 @@ def test_stop_ends_the_process_promptly_even_with_a_request_in_flight(sandbox) -
     in_flight.start()
     while server.stats(STORE)["requests"] == 0:
         time.sleep(0.01)
-    started = time.monotonic()
-    server.stop()
+    server.stop()  # SIGTERM, then SIGKILL after 5 s: the return code tells which ended it
     assert server.process.returncode == -signal.SIGTERM  # uvicorn exits by the signal, not SIGKILL
-    assert time.monotonic() - started < 3
     in_flight.join()
 
 

@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from etl.errors import StateError
-from etl.events import Event, Outcome, Status
+from etl.events import Event, EventBatch, Outcome, Status
 from etl.state import Scope, StateStore
 from etl.state.schema import SCHEMA_VERSION, decode_value, encode_value, events, schema_version
 
@@ -252,6 +252,29 @@ def test_watermark_is_replaced_and_kept_per_pipeline_and_destination(store: Stat
     assert store.watermark(Scope(PIPELINE.pipeline, "https://api.yotpo.com", "store-1")) is None
 
 
+def test_unchanged_is_delivered_or_rejected_with_the_same_payload(store: StateStore) -> None:
+    fresh = [Event(id=e.id, body=e.body) for e in (event(n) for n in range(5))]  # real hashes
+    store.record_many(PIPELINE, 1, [
+        Outcome(fresh[0], Status.DELIVERED, 1), Outcome(fresh[1], Status.REJECTED, 1),
+        Outcome(fresh[2], Status.FAILED, 1), outcome(3, Status.DELIVERED, payload_hash="old"),
+    ])  # fresh[4] was never sent
+    batch = EventBatch.of(fresh)
+    assert store.unchanged(PIPELINE, batch) == [0, 1]
+    assert store.unchanged(PIPELINE, batch, resend=Status.REJECTED) == [0]  # --retry-rejected
+    assert store.unchanged(OTHER_STORE, batch) == []
+
+
+def test_unchanged_looks_each_event_up_at_its_own_store(store: StateStore) -> None:
+    one, two = (Event(id=event(n).id, body=event(n).body) for n in (1, 2))
+    batch = EventBatch.of([Event(one.id, one.body, store="store-1"),
+                           Event(two.id, two.body, store="store-2")])
+    store.record_many(OTHER_STORE, 1, [Outcome(one, Status.DELIVERED, 1)])  # the wrong stores
+    store.record_many(PIPELINE, 1, [Outcome(two, Status.DELIVERED, 1)])
+    assert store.unchanged(PIPELINE, batch) == []
+    store.record_many(OTHER_STORE, 2, [Outcome(two, Status.DELIVERED, 1)])
+    assert store.unchanged(PIPELINE, batch) == [1]
+
+
 def test_outcomes_are_kept_per_destination(store: StateStore) -> None:
     store.record_many(PIPELINE, 1, [outcome(1, Status.DELIVERED), outcome(2, Status.FAILED)])
     assert store.known(OTHER_STORE, [event(1).id, event(2).id]) == {}
@@ -321,7 +344,7 @@ async def test_end_run_and_close_flush_pending_records(url: str) -> None:
 _KILLED_WRITER = textwrap.dedent(
     """
     import asyncio, sys, uuid
-    from etl.events import Event, Outcome, Status
+    from etl.events import Event, EventBatch, Outcome, Status
     from etl.state import Scope, StateStore
 
     store = StateStore(sys.argv[1])

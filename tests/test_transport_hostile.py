@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from test_load import body, deliver, destination, make_events, serve  # noqa: F401
+from test_load import body, deliver, destination, make_events
 
 from etl import wire
 from etl.errors import ConfigRefused

@@ -34,7 +34,7 @@ def batches(n: int) -> AsyncIterator[EventBatch]:
 def test_a_worker_alone_reads_drains_records_and_ends_the_round(url: str) -> None:
     async def scenario() -> tuple[bool, list[str]]:
         async with LeasedWork(url, SCOPE, 1, Workers(lease=3, shards=2)) as work:
-            read = await work.read(lambda: batches(5), lambda: None)
+            read = await work.read(batches(5))
             sent = []
             async for event in work.events():
                 assert work.may_send(event)
@@ -53,7 +53,7 @@ def test_a_worker_alone_reads_drains_records_and_ends_the_round(url: str) -> Non
 def test_past_its_deadline_a_worker_sends_nothing_and_fails_with_lease_lost(url: str) -> None:
     async def scenario() -> tuple[bool, BaseException | None]:
         async with LeasedWork(url, SCOPE, 1, Workers(lease=1, shards=1)) as work:
-            await work.read(lambda: batches(3), lambda: None)
+            await work.read(batches(3))
             feed = aiter(work.events())
             event = await asyncio.wait_for(anext(feed), 30)
             assert work.may_send(event)

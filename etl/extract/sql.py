@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -44,6 +46,11 @@ from etl.definition import SourceSpec
 from etl.errors import SourceError
 from etl.extract import Window
 
+#: Dialects whose running statement another thread can stop (`SqlExtractor.cancel`).
+_CANCELLABLE = ("postgresql", "mysql", "mariadb")
+#: A cancel is sent again this often while the read goes on, for at most CANCEL_FOR_S.
+CANCEL_EVERY_S = 0.5
+CANCEL_FOR_S = 10.0
 #: PostgreSQL type OIDs (the same for every driver) -> type name.
 _POSTGRES_TYPES = {
     16: "bool", 20: "int8", 21: "int2", 23: "int4", 700: "float4", 701: "float8",
@@ -117,21 +124,26 @@ class SqlExtractor:
 
     def cancel(self) -> None:
         """Stop the statement `chunks` is waiting on (called from another thread); the read
-        then ends with SourceError. Dialects without a known way are left to finish."""
+        then ends with SourceError. Dialects without a known way are left to finish.
+
+        A cancel that reaches the server between two statements is lost (a cursor's
+        FETCH may start just after it), so it is sent again every `CANCEL_EVERY_S` from a
+        daemon thread until the read has stopped, for at most `CANCEL_FOR_S`.
+        """
         connection = self._reading
-        if connection is None:
+        if connection is None or connection.dialect.name not in _CANCELLABLE:
             return
-        try:
-            raw = connection.connection.dbapi_connection
-            if raw is None:  # the connection is already closed
-                return
-            if connection.dialect.name == "postgresql":
-                (getattr(raw, "cancel_safe", None) or raw.cancel)()  # psycopg 3.2+, else 3.x/2
-            elif connection.dialect.name in ("mysql", "mariadb"):
-                with connection.engine.connect() as killer:
-                    killer.execute(sa.text(f"KILL QUERY {int(raw.thread_id())}"))
-        except Exception:  # best effort: the read may have just ended
-            return
+        _cancel_statement(connection)
+
+        def again() -> None:
+            deadline = time.monotonic() + CANCEL_FOR_S
+            while time.monotonic() < deadline:
+                time.sleep(CANCEL_EVERY_S)
+                if self._reading is not connection:
+                    return
+                _cancel_statement(connection)
+
+        threading.Thread(target=again, name="etl-sql-cancel", daemon=True).start()
 
     def estimated_rows(self) -> int | None:
         """`SELECT count(*)` of the windowed query, when `source.count: true` asked for it."""
@@ -230,6 +242,21 @@ class _DisposingConnection:
     def __exit__(self, *exc_info: Any) -> None:
         self.connection.close()
         self.engine.dispose()
+
+
+def _cancel_statement(connection: sa.Connection) -> None:
+    """Ask the server to stop `connection`'s running statement (PostgreSQL, MySQL/MariaDB)."""
+    try:
+        raw = connection.connection.dbapi_connection
+        if raw is None:  # the connection is already closed
+            return
+        if connection.dialect.name == "postgresql":
+            (getattr(raw, "cancel_safe", None) or raw.cancel)()  # psycopg 3.2+, else 3.x/2
+        else:
+            with connection.engine.connect() as killer:
+                killer.execute(sa.text(f"KILL QUERY {int(raw.thread_id())}"))
+    except Exception:  # best effort: the read may have just ended
+        return
 
 
 def _abandon(result: sa.CursorResult[Any], connection: sa.Connection) -> None:

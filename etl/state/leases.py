@@ -51,7 +51,6 @@ class Progress:
     """Where a round stands, as every worker sees it."""
 
     read_done: bool
-    read_max: str | None  # the highest cursor read, type-tagged (schema.encode_value)
     failed: int  # failed outcomes recorded in the round
     work: dict[tuple[str, int], int]  # partition -> pending events
     live_workers: int
@@ -95,7 +94,7 @@ class LeaseBoard:
             if not others and read_done:
                 round_ += 1
                 run(sa.text("UPDATE etl_rounds SET round = :round, read_done = false, "
-                            f"read_max = NULL, failed = 0 WHERE {KEY}"),
+                            f"failed = 0 WHERE {KEY}"),
                 {**params, "round": round_})
             run(sa.text("INSERT INTO etl_workers (pipeline, base_url, worker, expires_at) "
                         f"VALUES (:pipeline, :base_url, :me, {_NOW} + :length) "
@@ -154,9 +153,9 @@ class LeaseBoard:
                     f"WHERE {KEY} AND holder = :me AND {MATCHING}"),
                     self._params(**lease_arrays(held)))
 
-    def finish_read(self, reader: Lease, read_max: str | None) -> bool:
+    def finish_read(self, reader: Lease) -> bool:
         """Mark the round's source read to the end, if `reader` is still the current lease."""
-        params = self._params(**lease_arrays([reader]), read_max=read_max)
+        params = self._params(**lease_arrays([reader]))
         with self.engine.begin() as connection:
             current = connection.execute(sa.text(
                 f"SELECT 1 FROM etl_leases WHERE {KEY} AND holder = :me AND {MATCHING} "
@@ -164,7 +163,7 @@ class LeaseBoard:
             if current is None:
                 return False
             connection.execute(sa.text(
-                f"UPDATE etl_rounds SET read_done = true, read_max = :read_max WHERE {KEY}"),
+                f"UPDATE etl_rounds SET read_done = true WHERE {KEY}"),
                 params)
             connection.execute(sa.text(
                 "UPDATE etl_leases SET holder = NULL, expires_at = 0 "
@@ -175,15 +174,15 @@ class LeaseBoard:
         """The round as it stands: read or not, pending events per partition, live workers."""
         params = self._params()
         with self.engine.connect() as connection:
-            read_done, read_max, failed = connection.execute(sa.text(
-                f"SELECT read_done, read_max, failed FROM etl_rounds WHERE {KEY}"), params).one()
+            read_done, failed = connection.execute(sa.text(
+                f"SELECT read_done, failed FROM etl_rounds WHERE {KEY}"), params).one()
             work = connection.execute(sa.text(
                 f"SELECT store_id, shard, count(*) FROM etl_pending WHERE {KEY} "
                 "GROUP BY store_id, shard"), params).all()
             live = connection.execute(sa.text(
                 f"SELECT count(*) FROM etl_workers WHERE {KEY} AND expires_at >= {_NOW}"),
                 params).scalar_one()
-        return Progress(bool(read_done), read_max, int(failed),
+        return Progress(bool(read_done), int(failed),
                         {(store, int(shard)): int(n) for store, shard, n in work}, int(live))
 
     def leave(self) -> None:

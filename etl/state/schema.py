@@ -157,9 +157,9 @@ workers = sa.Table(
     sa.Column("expires_at", sa.Float, nullable=False),
 )
 
-# One row per pipeline and base URL: the current round of work (workers that run together)
-# and whether its source has been read to the end; `read_max` is the highest cursor read
-# (type-tagged, see encode_value) and `failed` the failed outcomes, for the watermark.
+# One row per pipeline and base URL: the current round of work (workers that run together),
+# whether its source has been read to the end, and its failed outcomes (which keep the
+# watermark where it was).
 rounds = sa.Table(
     "etl_rounds",
     metadata,
@@ -167,7 +167,6 @@ rounds = sa.Table(
     sa.Column("base_url", sa.String(BASE_URL_LENGTH), primary_key=True),
     sa.Column("round", sa.Integer, nullable=False),
     sa.Column("read_done", sa.Boolean, nullable=False),
-    sa.Column("read_max", sa.Text),
     sa.Column("failed", sa.Integer, nullable=False),
 )
 

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl.errors import StateError
-from etl.events import Event, Outcome, Status
+from etl.events import Event, EventBatch, Outcome, Status
 from etl.state.errors import sqlite_path, state_errors
 from etl.state.lock import RunLock, opening
 from etl.state.migrations import create_or_upgrade
@@ -151,6 +151,35 @@ class StateStore:
                 for event_id, payload_hash, status in connection.execute(query, {"ids": chunk}):
                     found[event_id] = (payload_hash, Status(status))
         return found
+
+    def unchanged(
+        self, scope: Scope, batch: EventBatch, resend: Status | None = None
+    ) -> list[int]:
+        """Positions of the batch's events that need not be sent again (the diff, SPEC §6):
+        delivered or refused by the API before with the same payload hash.
+
+        A failed event is always sent again, and so is one of status `resend` (rejected,
+        with --retry-rejected). With many stores each event is looked up at its own store.
+        """
+        known = self._known_of(scope, batch)
+        if not known:
+            return []
+        return [
+            row for row, event in enumerate(batch.events())  # objects only for a known chunk
+            if _same_outcome(known.get(event.id), event.payload_hash, resend)
+        ]
+
+    def _known_of(self, scope: Scope, batch: EventBatch) -> dict[str, tuple[str, Status]]:
+        ids = batch.ids.to_pylist()
+        if batch.stores is None:
+            return self.known(scope, ids)
+        by_store: dict[str, list[str]] = {}
+        for event_id, store in zip(ids, batch.stores, strict=True):
+            by_store.setdefault(store, []).append(event_id)
+        known: dict[str, tuple[str, Status]] = {}
+        for store, store_ids in by_store.items():
+            known.update(self.known(scope.for_store(store), store_ids))
+        return known
 
     async def record(self, scope: Scope, run_id: int, outcome: Outcome) -> None:
         """Return once the outcome is committed; concurrent callers share one transaction."""
@@ -395,6 +424,18 @@ def _resolve(waiter: asyncio.Future[None], error: BaseException | None) -> None:
 
     with suppress(RuntimeError):  # its event loop is closed: nobody is waiting any more
         waiter.get_loop().call_soon_threadsafe(settle)
+
+
+def _same_outcome(
+    known: tuple[str, Status] | None, payload_hash: str, resend: Status | None
+) -> bool:
+    """Sent before with this payload, and not failed (nor of the status to resend)."""
+    return (
+        known is not None
+        and known[0] == payload_hash
+        and known[1] is not Status.FAILED
+        and known[1] is not resend
+    )
 
 
 def _now() -> datetime:

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from etl.pipeline import _Watermark
+from etl.runner.watermark import Watermark
 
 
 def test_advances_to_the_largest_done_cursor() -> None:
-    mark = _Watermark()
+    mark = Watermark()
     for cursor in (3, 9, 5):
         mark.done(cursor)
     assert mark.new_value(old=2) == 9
 
 
 def test_stops_below_the_smallest_failed_cursor() -> None:
-    mark = _Watermark()
+    mark = Watermark()
     mark.done(3)
     mark.blocked(6)
     mark.done(9)
@@ -22,14 +22,14 @@ def test_stops_below_the_smallest_failed_cursor() -> None:
 
 
 def test_keeps_the_old_value_when_a_failure_comes_below_done_rows() -> None:
-    mark = _Watermark()
+    mark = Watermark()
     mark.done(9)
     mark.blocked(4)
     assert mark.new_value(old=2) == 2
 
 
 def test_never_moves_backwards_and_ignores_nulls() -> None:
-    mark = _Watermark()
+    mark = Watermark()
     mark.done(None)
     mark.done(float("nan"))
     mark.done(3)
