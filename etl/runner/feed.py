@@ -2,8 +2,8 @@
 source's new or changed events, prepared one chunk ahead in a worker thread (SPEC §7).
 
 At most the chunk being sent and the one being prepared are held. A feed is what a sink
-drains (`etl.runner.sinks`); another kind of feed (partitions leased from the state
-store, §11) would hand the same sinks the same `EventBatch`es.
+drains (`etl.runner.sinks`); with leased work (§11) the leased sink drains it into the
+state's queue, from which every worker's loader takes its partitions' events.
 """
 
 from __future__ import annotations
