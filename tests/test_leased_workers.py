@@ -219,3 +219,49 @@ def test_two_workers_share_a_store_column_pipeline_each_event_sent_once(
         stats = server.stats(store)
         assert stats["count"] == 20 and set(stats["receipts"].values()) == {1}
     assert state_counts(pg_state) == {"delivered": 60, "pending": 0}
+
+
+def test_a_killed_reader_is_replaced_and_the_re_read_sends_nothing_twice(
+    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
+) -> None:
+    """The source is a PostgreSQL query that sleeps 1 s every 20 rows (chunks of 20), so
+    the reader is killed mid-read; another worker takes the reader lease after expiry,
+    reads again from the start, and diffing plus the queue keep every event single."""
+    from fixtures_db import POSTGRES_URL
+
+    rows = 120
+    server = sandbox(rate_limit=None)
+    file = leased_project(tmp_path, server, pg_state, rows=rows, rate=40)
+    definition = yaml.safe_load(file.read_text())
+    definition["source"] = {"type": "sql", "url": POSTGRES_URL, "chunk_size": 20, "query": (
+        "SELECT 'r-' || i AS order_id, 'c-' || (i % 7) AS customer_id, "
+        "'2024-03-01T12:30:00Z' AS shipped_at FROM generate_series(1, 120) AS i "
+        "WHERE i % 20 <> 0 OR pg_sleep(1)::text = ''")}
+    file.write_text(yaml.safe_dump(definition))
+    workers = [spawn_run(file) for _ in range(3)]
+    engine = sa.create_engine(pg_state)
+
+    def reader() -> str | None:
+        with engine.connect() as connection:
+            return connection.execute(sa.text(
+                "SELECT holder FROM etl_leases WHERE shard = -1 "
+                "AND expires_at > extract(epoch FROM clock_timestamp())")).scalar()
+
+    try:
+        wait_for(lambda: state_counts(pg_state)["pending"] + state_counts(pg_state).get(
+            "delivered", 0) >= 20, 60, "the first chunk enqueued")
+        holder = reader()
+        assert holder is not None
+        [victim] = [w for w in workers if f":{w.pid}:" in holder]
+        victim.kill()
+        victim.wait(10)
+        wait_for(lambda: (h := reader()) is not None and h != holder, LEASE_S + 15,
+                 "another worker to take the reader lease")
+    finally:
+        engine.dispose()
+    results = [finish(w) for w in workers if w is not victim]
+    assert [code for code, _ in results] == [0, 0], [err[-800:] for _, err in results]
+    stats = server.stats(STORE)
+    assert stats["count"] == rows
+    assert sum(n - 1 for n in stats["receipts"].values()) <= CONCURRENCY
+    assert state_counts(pg_state) == {"delivered": rows, "pending": 0}
