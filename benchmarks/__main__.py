@@ -21,6 +21,7 @@ ALL = [
     "load_saturation",
     "report_size",
     "shared_budget",
+    "workers",
     "many_stores",
 ]
 

@@ -239,9 +239,6 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
         raise click.UsageError("--output goes with --dry-run")
     if len(click.get_current_context().params["pipeline_files"]) > 1 and (output or report_json):
         raise click.UsageError("--output and --report-json take one PIPELINE.yaml at a time")
-    if partition is not None and parse_pipeline(pipeline_file).destination.store_column:
-        raise click.UsageError("--partition does not split a store_id: {column: ...} pipeline "
-                               "yet; run one process per pipeline (its stores run concurrently)")
     if partition is not None and (skip := not_mine(parse_pipeline(pipeline_file), partition)):
         click.echo(skip)
         return 0
@@ -250,7 +247,7 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
                          full_refresh=full_refresh, retry_rejected=retry_rejected,
                          metrics_port=metrics_port, metrics_host=metrics_host,
                          progress_interval=progress_interval,
-                         progress=False if json_logs() else None)
+                         progress=False if json_logs() else None, stores=partition)
     try:
         report = run(pipeline, options)
     except EtlError as exc:

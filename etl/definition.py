@@ -312,6 +312,17 @@ _NEEDS: dict[str, tuple[str, ...]] = {
 _DEFERRABLE = ("destination.store_id", "destination.token", "destination.secret")
 
 
+class Workers(_Frozen):
+    """Leased work (SPEC §11): several `etl run` processes of the pipeline share its work
+    through a PostgreSQL state; each holds partitions (store, shard) for `lease` seconds
+    at a time, renewed every third of it."""
+
+    lease: float = Field(default=30.0, ge=1.0, le=3600.0,
+                         description="seconds a worker holds a partition without renewing it")
+    shards: int = Field(default=8, ge=1, le=1024,
+                        description="partitions per store: how many workers one store can use")
+
+
 class Pipeline(_Frozen):
     """A checked pipeline definition; relative paths are already resolved."""
 
@@ -320,9 +331,17 @@ class Pipeline(_Frozen):
     event: EventSpec
     destination: Destination
     state: str = DEFAULT_STATE
+    workers: Workers | None = None  # leased work across processes; needs a PostgreSQL state
     file: Path = Field(exclude=True)
     #: dotted key -> why its value is missing, for values only some commands need.
     deferred: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    @model_validator(mode="after")
+    def _workers_share_a_server(self) -> Pipeline:
+        if self.workers is not None and not self.state_url.startswith("postgresql"):
+            raise ValueError("workers: leased work needs a PostgreSQL state "
+                             "(state: postgresql+psycopg://...), where every worker meets")
+        return self
 
     def require(self, command: str) -> None:
         """Raise DefinitionError if `command` (run, dry-run, validate, status) lacks a value."""

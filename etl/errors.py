@@ -94,3 +94,8 @@ class RunInterrupted(EtlError):
 
 class StateError(AbortError):
     """The state store cannot be used: unreachable, read-only, full, or held by another run."""
+
+
+class LeaseLost(AbortError):
+    """This worker's leases ran out before it could renew them (it was frozen, or cut off
+    from the state database, for longer than the lease): another worker took its work."""

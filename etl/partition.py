@@ -7,10 +7,12 @@ bucket is K:
     bucket(store_id, N) = int.from_bytes(sha256(store_id.encode("utf-8")).digest()[:8], "big") % N
 
 The hash is stable across processes, machines and Python versions (unlike `hash()`),
-so every copy agrees on who owns what without talking to the others. With today's
-single constant store a copy either owns the store or has nothing to do; a pipeline with
-a per-row store column refuses `--partition` for now (usage error, exit 2): its one
-watermark and run lock are not split by bucket yet.
+so every copy agrees on who owns what without talking to the others. With a single
+constant store a copy either owns the store or has nothing to do. With a per-row store
+column (SPEC §10) each copy keeps only the rows of its stores (a row without a store
+belongs to the store "", so exactly one copy rejects it); its runs, watermark and
+SQLite run lock are its partition's own, so N copies of one pipeline never contend.
+`OneStore` filters the same way to a single store (a Dagster partition).
 
     >>> Partition.parse("1/4").owns("my-store")
     False
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from etl.definition import Pipeline
 
 _SPEC = re.compile(r"^(\d+)/(\d+)$")
@@ -61,6 +65,37 @@ class Partition:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+@dataclass(frozen=True)
+class OneStore:
+    """Only the rows of one store, of a pipeline whose rows name their stores."""
+
+    store_id: str
+
+    def owns(self, store_id: str) -> bool:
+        """Whether this filter keeps `store_id`'s rows."""
+        return store_id == self.store_id
+
+    def __str__(self) -> str:
+        return self.store_id
+
+
+StoreFilter = Partition | OneStore
+
+
+def owned_rows(chunk: pd.DataFrame, column: str, stores: StoreFilter) -> pd.DataFrame:
+    """The rows of `chunk` whose store (column `column`) `stores` owns."""
+    from etl.stores import store_text
+
+    owned = {}
+    mask = []
+    for value in chunk[column].astype(object).tolist():
+        store = store_text(value) or ""
+        if store not in owned:
+            owned[store] = stores.owns(store)
+        mask.append(owned[store])
+    return chunk if all(mask) else chunk.loc[mask]
 
 
 def not_mine(pipeline: Pipeline, partition: Partition) -> str | None:

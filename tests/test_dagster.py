@@ -135,3 +135,44 @@ def test_two_materialisations_of_one_partition_at_once_deliver_once(
     assert refusal.metadata["exit_code"].value == 3
     assert server.stats(STORE)["count"] == ROWS
     assert set(server.stats(STORE)["receipts"].values()) == {1}  # nothing sent twice
+
+
+def test_a_store_column_pipeline_has_a_partition_per_store_each_sending_only_its_rows(
+    tmp_path: Path, sandbox: Callable[..., SandboxProcess]
+) -> None:
+    """Partitions from the credentials file; two materialisations of one store at the same
+    time: one is refused by that store's run lock, no event goes twice; another store's
+    materialisation runs alongside."""
+    import threading
+
+    from test_many_stores import Stores, csv, rows
+
+    server = sandbox(rate_limit=None)
+    stores = ["shop-a", "shop-b", "shop-c"]
+    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(stores, 4)),
+                     credentials="stores.yaml", rate_limit=2)  # 4 events a store: 1.5 s
+    project.credentials({store: server.token for store in stores})
+    asset = pipeline_asset(project.file)
+    assert asset.partitions_def.get_partition_keys() == stores
+    start = threading.Barrier(3, timeout=30)
+    results: dict[str, list[dg.ExecuteInProcessResult]] = {"shop-a": [], "shop-b": []}
+
+    def materialise_when_all_ready(store: str) -> None:
+        with dg.DagsterInstance.ephemeral() as instance:
+            start.wait()
+            results[store].append(materialise(asset, instance, store))
+
+    threads = [threading.Thread(target=materialise_when_all_ready, args=(store,))
+               for store in ("shop-a", "shop-a", "shop-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert sorted(r.success for r in results["shop-a"]) == [False, True]
+    [won] = [r for r in results["shop-a"] if r.success]
+    assert (metadata_of(won)["extracted"], metadata_of(won)["delivered"]) == (4, 4)
+    [other] = results["shop-b"]
+    assert other.success and metadata_of(other)["delivered"] == 4
+    for store, count in (("shop-a", 4), ("shop-b", 4), ("shop-c", 0)):
+        stats = server.stats(store)
+        assert stats["count"] == count and set(stats["receipts"].values()) <= {1}

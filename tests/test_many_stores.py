@@ -283,10 +283,31 @@ def test_a_single_store_state_carries_over_to_the_store_column(tmp_path: Path, s
     assert server.stats("shop-a")["requests"] == 5 and len(server.events("shop-b")) == 5
 
 
-def test_partition_of_a_store_column_pipeline_is_a_usage_error(tmp_path: Path) -> None:
-    project = Stores(tmp_path, "http://127.0.0.1:9", csv(tmp_path, rows(STORES, 2)),
-                     credentials="stores.yaml")
-    result = project.etl("run", str(project.file), "--partition", "0/2")
-    assert result.returncode == 2
-    assert "--partition does not split a store_id: {column: ...} pipeline yet" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_partitions_of_a_store_column_pipeline_each_send_their_stores_at_once(
+    tmp_path: Path, sandbox
+) -> None:
+    """`--partition K/N` keeps the rows whose store hashes to K; the N copies run together on
+    one SQLite state (a run lock, runs and a watermark per partition) and each row goes once."""
+    from etl.partition import bucket
+
+    server = sandbox(rate_limit=None)
+    stores = [f"shop-{i}" for i in range(8)]
+    source = csv(tmp_path, rows(stores, 3), incremental={"cursor": "updated_at"})
+    project = Stores(tmp_path, server.base_url, source, credentials="stores.yaml")
+    project.credentials({store: server.token for store in stores})
+    copies = [subprocess.Popen(
+        [sys.executable, "-m", "etl", "run", str(project.file), "--partition", f"{k}/2",
+         "--report-json", str(tmp_path / f"r{k}.json")],
+        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/") for k in range(2)]
+    errors = [copy.communicate(timeout=120)[1] for copy in copies]
+    assert [copy.returncode for copy in copies] == [0, 0], errors
+    mine = [sorted(s for s in stores if bucket(s, 2) == k) for k in range(2)]
+    assert all(mine)  # both partitions own some of the eight stores
+    for k in range(2):
+        report = json.loads((tmp_path / f"r{k}.json").read_text())
+        assert (report["extracted"], report["delivered"]) == (3 * len(mine[k]), 3 * len(mine[k]))
+    for store in stores:
+        assert server.stats(store)["requests"] == 3 and len(server.events(store)) == 3
+    status = project.etl("status", str(project.file), "--json")
+    marks = {d["store_id"]: d["watermark"] for d in json.loads(status.stdout)["destinations"]}
+    assert (marks["*0/2"], marks["*1/2"]) == (102, 102)

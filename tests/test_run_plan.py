@@ -55,6 +55,27 @@ def test_many_stores_open_credentials_and_hold_no_rows(tmp_path: Path) -> None:
     assert (made.credentials, made.keeps_rows) == (True, False)
 
 
+def test_workers_make_a_real_run_leased_holding_no_rows(tmp_path: Path) -> None:
+    """With `workers:` another process may send an event: its row is not held for it."""
+    file = pipeline(tmp_path).file
+    definition = yaml.safe_load(file.read_text())
+    definition.update(workers={"lease": 3}, state="postgresql+psycopg://h/db")
+    file.write_text(yaml.safe_dump(definition))
+    leased = parse_pipeline(file)
+    made = plan(leased, RunOptions(), Mode.RUN)
+    assert (made.leased, made.keeps_rows, made.sends) == (True, False, True)
+    assert not plan(leased, RunOptions(), Mode.DRY_RUN).leased  # nothing is sent
+
+
+def test_workers_need_a_postgresql_state(tmp_path: Path) -> None:
+    file = pipeline(tmp_path).file
+    definition = yaml.safe_load(file.read_text())
+    definition["workers"] = {"lease": 3}
+    file.write_text(yaml.safe_dump(definition))
+    with pytest.raises(DefinitionError, match="leased work needs a PostgreSQL state"):
+        parse_pipeline(file)
+
+
 def test_the_window_starts_at_since_or_the_stored_watermark(tmp_path: Path) -> None:
     stored = plan(pipeline(tmp_path), RunOptions(), Mode.RUN)
     assert stored.reads_watermark and stored.window(None) is None  # a first run reads all

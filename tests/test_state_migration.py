@@ -20,12 +20,14 @@ from typing import Any
 import sqlalchemy as sa
 from test_state import url  # noqa: F401  (the per-database store URL fixture)
 
-from etl.events import Status
+from etl.events import Status, body_hash
 from etl.state import Scope, StateStore
 from etl.state.errors import sqlite_path
-from etl.state.schema import SCHEMA_VERSION, events, schema_version
+from etl.state.schema import LEASE_TABLES, SCHEMA_VERSION, events, schema_version
 
 FIXTURE = Path(__file__).parent / "data" / "state_v1.db"
+FIXTURE_V2 = FIXTURE.with_name("state_v2.db")
+V2_SCOPE = Scope("orders_v2", "http://127.0.0.1:8787", "store-v2")
 sys.path.insert(0, str(FIXTURE.parent))
 from make_state_v1 import STORE, write_project  # noqa: E402 - it lives beside the data
 
@@ -85,7 +87,7 @@ def test_a_v1_state_file_upgrades_in_place_and_belongs_to_the_pipeline_that_open
         versions = connection.execute("SELECT version FROM etl_schema_version").fetchall()
     assert upgraded == v1_rows()  # nothing lost, nothing changed
     assert destinations == [("orders_fixture", server.base_url, STORE)]
-    assert versions == [(1,), (SCHEMA_VERSION,)]
+    assert versions == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
 
     # The failed o-6 is resent first; the delivered ones stay delivered (watermark kept).
     report = tmp_path / "report.json"
@@ -104,9 +106,9 @@ def test_a_v1_state_file_upgrades_in_place_and_belongs_to_the_pipeline_that_open
     assert sorted(e["properties"]["order_id"] for e in server.events(STORE)) == ["o-5", "o-6"]
 
 
-def _copy_v1_layout_and_rows(target: sa.Engine) -> None:
-    """The fixture's version-1 tables and rows, recreated in another database."""
-    source = sa.create_engine(f"sqlite:///{FIXTURE}")
+def _copy_v1_layout_and_rows(target: sa.Engine, fixture: Path = FIXTURE) -> None:
+    """A fixture's tables and rows (version 1 unless told), recreated in another database."""
+    source = sa.create_engine(f"sqlite:///{fixture}")
     tables = sa.MetaData()
     tables.reflect(source)
     copy = sa.MetaData()
@@ -121,7 +123,8 @@ def _copy_v1_layout_and_rows(target: sa.Engine) -> None:
     with source.connect() as reading, target.begin() as writing:
         for table in tables.sorted_tables:
             rows = [dict(row._mapping) for row in reading.execute(sa.select(table))]
-            writing.execute(copy.tables[table.name].insert(), rows)
+            if rows:  # no rows would insert one of defaults
+                writing.execute(copy.tables[table.name].insert(), rows)
     source.dispose()
 
 
@@ -155,7 +158,38 @@ def test_a_v1_store_upgrades_in_place_on_every_database(url: str) -> None:
     expected = v1_rows()
     assert [(r[0], r[1], r[2], r[3], r[4], r[7], r[9]) for r in got] == [
         (r[0], r[1], r[2], r[3], r[4], r[7], r[9]) for r in expected]
-    assert sorted(versions) == [1, SCHEMA_VERSION]
+    assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
+
+
+def test_a_v2_store_gains_the_lease_tables_and_keeps_every_row(url: str) -> None:
+    """tests/data/state_v2.db was made by the version-2 code (tests/data/make_state_v2.py)."""
+    file = sqlite_path(url)
+    if file is not None:
+        file.parent.mkdir(parents=True)
+    engine = sa.create_engine(url)
+    _copy_v1_layout_and_rows(engine, FIXTURE_V2)
+    engine.dispose()
+    store = StateStore(url)
+    assert store.known(V2_SCOPE, ["id-1", "id-2", "id-3"]) == {
+        "id-1": (body_hash(b'{"n": 1}'), Status.DELIVERED),
+        "id-2": (body_hash(b'{"n": 2}'), Status.DELIVERED),
+        "id-3": (body_hash(b'{"n": 3}'), Status.FAILED),
+    }
+    assert [(e.id, e.body, e.cursor) for e in store.failed_events(V2_SCOPE)] == [
+        ("id-3", b'{"n": 3}', "2024-05-03")]
+    assert store.watermark(V2_SCOPE) == "2024-05-02T00:00:00Z"
+    assert [(run.id, run.exit_code) for run in store.summary("orders_v2").runs] == [(1, 1)]
+    store.close()
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        versions = connection.execute(sa.select(schema_version.c.version)).scalars().all()
+        tables = set(sa.inspect(connection).get_table_names())
+        empty = [connection.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+                 for t in LEASE_TABLES]
+    engine.dispose()
+    assert sorted(versions) == [2, 3]
+    assert {t.name for t in LEASE_TABLES} <= tables
+    assert empty == [0] * len(LEASE_TABLES)
 
 
 _OPENER = """

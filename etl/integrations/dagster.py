@@ -10,9 +10,13 @@ materialisation behaves exactly as `etl run` does (state, resume, diffing):
     orders = pipeline_asset("pipelines/orders_shipped.yaml")
     defs = dg.Definitions(assets=[orders])
 
-Partitions are the pipeline's stores: today the one constant `destination.store_id`;
-pass `stores=[...]` to declare them yourself (e.g. the keys of a per-store credentials
-file once a definition can name many stores). A run that aborts (exit 3) raises
+Partitions are the pipeline's stores: the one constant `destination.store_id`, or, when
+the rows name their stores (`store_id: {column: ...}`, SPEC §10), the stores of its
+`destination.credentials` file; pass `stores=[...]` to declare them yourself (a
+`token_file` folder lists none). A materialisation of a store of such a pipeline reads
+the source and sends only that store's rows, with its own runs, watermark and run lock,
+so different stores materialise at the same time and the same store only once at a
+time (on a SQLite state the second is refused: a Failure). A run that aborts (exit 3) raises
 `dagster.Failure` carrying the summary; every materialisation carries the report's
 counts as metadata. Exit 1 (some rows rejected or failed) still materialises: the
 counts say how many, and the failed ones are retried by the next materialisation.
@@ -22,14 +26,17 @@ counts say how many, and the failed ones are retried by the next materialisation
 import io
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 
 from etl.definition import Pipeline, parse_pipeline
 from etl.errors import AbortError
+from etl.partition import OneStore
 from etl.pipeline import RunOptions, load_pipeline, run
 from etl.report import RunReport, print_summary
+from etl.store_credentials import StoreCredentials
 
 #: The report's fields attached to every materialisation, in this order.
 METADATA_FIELDS = (
@@ -40,8 +47,14 @@ METADATA_FIELDS = (
 
 
 def pipeline_stores(pipeline: Pipeline) -> list[str]:
-    """The stores a pipeline sends to: its partitions (none while its store id is unset)."""
-    store = pipeline.destination.store_id
+    """The stores a pipeline sends to: its partitions (none while its store id is unset,
+    nor for a per-row store column without a credentials file)."""
+    destination = pipeline.destination
+    if destination.store_column is not None:
+        if destination.credentials is None:
+            return []
+        return sorted(StoreCredentials(destination, pipeline.file).allow_list or ())
+    store = destination.store_id
     return [store] if isinstance(store, str) and store else []
 
 
@@ -74,19 +87,29 @@ def pipeline_asset(
         description=f"Events of {file.name} delivered to Yotpo, one partition per store.",
     )
     def materialise(context: dg.AssetExecutionContext) -> dg.MaterializeResult[None]:
-        return materialise_store(file, context.partition_key, options or RunOptions(progress=False))
+        return materialise_store(file, context.partition_key, options or RunOptions(progress=False),
+                                 keys if stores is not None else None)
 
     return materialise
 
 
-def materialise_store(file: Path, store: str, options: RunOptions) -> dg.MaterializeResult[None]:
-    """Run the pipeline for `store`; Failure (with the summary) if the run aborted."""
+def materialise_store(
+    file: Path, store: str, options: RunOptions, stores: Sequence[str] | None = None
+) -> dg.MaterializeResult[None]:
+    """Run the pipeline for `store` (one of `stores`, by default the pipeline's own);
+    Failure (with the summary) if the run aborted."""
     pipeline = load_pipeline(file)
-    if store not in pipeline_stores(pipeline):
+    known = list(stores) if stores is not None else pipeline_stores(pipeline)
+    if store not in known:
         raise dg.Failure(
             description=f"{file}: partition {store!r} is not a store of this pipeline "
-            f"(it sends to {', '.join(pipeline_stores(pipeline))})"
+            f"(it sends to {', '.join(known)})"
         )
+    if pipeline.destination.store_column is not None:
+        options = replace(options, stores=OneStore(store))
+    elif store != pipeline.destination.store_id:
+        raise dg.Failure(description=f"{file}: sends to store {pipeline.destination.store_id!r} "
+                                     f"only, not to partition {store!r}")
     try:
         report = run(pipeline, options)
     except AbortError as exc:

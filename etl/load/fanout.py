@@ -29,7 +29,7 @@ from pydantic import SecretStr
 from etl.definition import Destination
 from etl.errors import AbortError, StoresAborted
 from etl.events import Event
-from etl.load.loader import Loader, LoadStats, OnOutcome, _own_client
+from etl.load.loader import Guard, Loader, LoadStats, OnOutcome, _own_client
 from etl.load.spool import Feed
 from etl.store_credentials import StoreCredentials
 
@@ -66,8 +66,10 @@ class FanOut:
         client: httpx.AsyncClient | None = None,
         stats: LoadStats | None = None,
         state_url: str | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.destination = destination
+        self._guard = guard
         self._state_url = state_url  # each store's limiter may be shared through it (SPEC §11)
         self._credentials = credentials
         self._total = stats if stats is not None else LoadStats()
@@ -178,7 +180,7 @@ class FanOut:
         """One store's loader over its feed; an abort ends this store only."""
         try:
             async with Loader(lane.destination, client=self._client, stats=lane.stats,
-                              state_url=self._state_url) as loader:
+                              state_url=self._state_url, guard=self._guard) as loader:
                 await loader.deliver(lane.feed, on_outcome)
         except AbortError as exc:
             lane.error = str(exc)

@@ -61,6 +61,8 @@ VISIBLE_PAUSE_S = 5.0
 log = logging.getLogger("etl.load")
 
 OnOutcome = Callable[[Outcome], Awaitable[None]]
+#: Asked before every request of an event; False drops the event unsent, without an outcome.
+Guard = Callable[[Event], bool]
 
 
 @dataclass
@@ -218,8 +220,10 @@ class Loader:
         client: httpx.AsyncClient | None = None,
         stats: LoadStats | None = None,
         state_url: str | None = None,
+        guard: Guard | None = None,
     ) -> None:
         self.destination = destination
+        self._guard = guard  # leased work: may this event still be sent (SPEC §11)?
         self.stats = stats if stats is not None else LoadStats()
         self._own_client = client is None
         self._client = client if client is not None else _own_client(destination)
@@ -282,6 +286,8 @@ class Loader:
                 except StopAsyncIteration:
                     return
             outcome = await self._send(event)
+            if outcome is None:
+                continue
             await _to_the_end(on_outcome(outcome))
             self._tally(outcome)
 
@@ -297,8 +303,9 @@ class Loader:
                 f"(last error: {outcome.error}); rerun later to resend them"
             )
 
-    async def _send(self, event: Event) -> Outcome:
-        """Try `event` until it has an outcome (or AuthError ends the run)."""
+    async def _send(self, event: Event) -> Outcome | None:
+        """Try `event` until it has an outcome (or AuthError ends the run); None when the
+        guard forbids sending it (another worker's now)."""
         stats, limiter, credentials = self.stats, self._limiter, self._credentials
         attempts = failures = unconnected = 0
         while True:
@@ -306,6 +313,8 @@ class Loader:
             paced, paused = await limiter.acquire()
             stats.limiter_wait_s += paced
             stats.pause_429_s += paused
+            if self._guard is not None and not self._guard(event):
+                return None
             stats.requests += 1
             stats.retries += attempts > 0
             attempts += 1

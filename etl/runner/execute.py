@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from etl.column_types import ColumnTypes
 from etl.errors import AbortError, RunInterrupted
 from etl.extract import open_extractor
+from etl.partition import owned_rows
 from etl.quarantine import Quarantine
 from etl.report import ProgressDisplay, RunReport
 from etl.runner.context import RunContext
@@ -68,7 +69,11 @@ class _Run:
         """The source's chunks; lazy, so the watermark is read in the worker thread."""
         window = self.plan.window(self.ledger.stored_watermark())
         columns = self.pipeline.mapped_columns()
-        yield from limited(self.extractor.chunks(columns, window), self.plan.limit)
+        chunks = self.extractor.chunks(columns, window)
+        column, stores = self.pipeline.destination.store_column, self.plan.stores
+        if column is not None and stores is not None:
+            chunks = (owned_rows(chunk, column, stores) for chunk in chunks)
+        yield from limited(chunks, self.plan.limit)
 
     def _total_rows(self) -> int | None:
         """The rows this run reads in all, when the source's size is known (for the ETA)."""
@@ -94,7 +99,8 @@ class _Run:
 
     def _feed(self, context: RunContext) -> Feed:
         retries = Retries(self.ledger.state, self.plan.retries, credentials=self.credentials,
-                          many_stores=self.pipeline.destination.store_column is not None)
+                          many_stores=self.pipeline.destination.store_column is not None,
+                          stores=self.plan.stores)
         chunks = ChunkQueue(self._chunks(), self.preparer.prepare, self.report,
                             ahead=self.plan.ahead, cancel=getattr(self.extractor, "cancel", None))
         return Feed(retries, chunks, watermark=self.watermark, report=self.report,

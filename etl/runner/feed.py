@@ -2,8 +2,8 @@
 source's new or changed events, prepared one chunk ahead in a worker thread (SPEC §7).
 
 At most the chunk being sent and the one being prepared are held. A feed is what a sink
-drains (`etl.runner.sinks`); another kind of feed (partitions leased from the state
-store, §11) would hand the same sinks the same `EventBatch`es.
+drains (`etl.runner.sinks`); with leased work (§11) the leased sink drains it into the
+state's queue, from which every worker's loader takes its partitions' events.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from etl.events import EventBatch, Status
 if TYPE_CHECKING:
     import pandas as pd
 
+    from etl.partition import StoreFilter
     from etl.report import RunReport
     from etl.runner.prepare import Prepared
     from etl.runner.sinks import Sink
@@ -108,8 +109,10 @@ class Retries:
         *,
         many_stores: bool,
         credentials: StoreCredentials | None,
+        stores: StoreFilter | None = None,
     ) -> None:
         self.state = state
+        self.stores = stores  # only these stores' events (--partition, a Dagster partition)
         self.statuses = statuses
         self.many_stores = many_stores
         self.credentials = credentials  # None: every store's events count (a dry run)
@@ -135,7 +138,8 @@ class Retries:
         if not self.many_stores:
             return [scope]
         return [scope.for_store(name) for name in store.stores_with(scope, status)
-                if self.credentials is None or not isinstance(self.credentials.lookup(name), str)]
+                if (self.credentials is None or not isinstance(self.credentials.lookup(name), str))
+                and (self.stores is None or self.stores.owns(name))]
 
 
 class Feed:

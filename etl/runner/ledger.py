@@ -41,11 +41,16 @@ class Ledger:
             return None
         from etl.state import Scope, StateStore  # SQLAlchemy loads only when there is state
 
-        scope = Scope.of(self.pipeline)
+        scope, lock = Scope.of(self.pipeline), self.pipeline.name
+        stores = self.plan.stores
+        if self.pipeline.destination.store_column is not None and stores is not None:
+            # A partition's runs and watermark are its own, and so is its run lock (SPEC §11).
+            scope = scope.for_store(f"{scope.store_id}{stores}")
+            lock = f"{lock}.{str(stores).replace('/', 'of')}"
         store = StateStore(url)
         try:
             if self.writes:
-                store.hold_run_lock(self.pipeline.name)
+                store.hold_run_lock(lock)
             store.adopt_legacy(scope)
         except BaseException:
             store.close()

@@ -18,6 +18,7 @@ from etl.extract import Window
 
 if TYPE_CHECKING:
     from etl.definition import Pipeline
+    from etl.partition import StoreFilter
 
 
 class Mode(enum.StrEnum):
@@ -51,6 +52,7 @@ class RunOptions:
     metrics_port: int | None = None  # serve Prometheus metrics on this port while running
     metrics_host: str = "127.0.0.1"
     progress_interval: float = 10.0  # seconds between progress log lines off a terminal
+    stores: StoreFilter | None = None  # rows naming their stores: only these (SPEC §11)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class Plan:
     examples: bool
     credentials: bool  # per-store credentials open (a real run whose rows name stores)
     keeps_rows: bool  # each event's source row is held until its outcome (the API's rejects)
+    leased: bool  # one worker of many (`workers:`, SPEC §11): the events go through the queue
     ahead: bool  # a chunk is prepared while the previous one is sent (SPEC §7)
     cursor: str | None  # the incremental cursor column
     since: str | None
@@ -88,6 +91,7 @@ class Plan:
     retries: tuple[Status, ...]  # the statuses of earlier runs' events sent again first
     resend: Status | None  # a status the diff sends again all the same (--retry-rejected)
     moves_watermark: bool  # a complete read may advance the stored watermark
+    stores: StoreFilter | None  # rows naming their stores: only these (--partition, Dagster)
 
     @property
     def reads_watermark(self) -> bool:
@@ -117,6 +121,7 @@ def plan(pipeline: Pipeline, options: RunOptions, mode: Mode) -> Plan:
         )
     cursor = incremental.cursor if incremental else None
     many_stores = pipeline.destination.store_column is not None
+    leased = needs.sends and pipeline.workers is not None
     diffs = not options.full_refresh
     rejected = (Status.REJECTED,) if options.retry_rejected else ()
     manual_window = options.since is not None or options.until is not None
@@ -127,7 +132,9 @@ def plan(pipeline: Pipeline, options: RunOptions, mode: Mode) -> Plan:
         transforms=needs.transforms,
         examples=needs.examples,
         credentials=needs.sends and many_stores,
-        keeps_rows=needs.sends and not many_stores,  # many stores: events may wait in a spool
+        # Many stores: events may wait in a spool; leased: another worker may send them.
+        keeps_rows=needs.sends and not many_stores and not leased,
+        leased=leased,
         ahead=needs.sends,
         cursor=cursor,
         since=options.since,
@@ -138,4 +145,5 @@ def plan(pipeline: Pipeline, options: RunOptions, mode: Mode) -> Plan:
         resend=Status.REJECTED if options.retry_rejected else None,
         moves_watermark=(needs.state is StateUse.WRITE and cursor is not None
                          and options.limit is None and not manual_window),
+        stores=options.stores,
     )

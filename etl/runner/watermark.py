@@ -47,6 +47,11 @@ class Watermark:
             if self.done_max is not None and self.done_max >= cursor:
                 self.lost_track = True
 
+    def hold(self) -> None:
+        """Something this run cannot see failed (another worker's event, SPEC §11): keep the
+        old watermark."""
+        self.lost_track = True
+
     def new_value(self, old: Any) -> Any:
         """The watermark after this run, given the stored one (never moves backwards)."""
         if self.lost_track or self.done_max is None:

@@ -9,6 +9,7 @@ half-way is not rolled back.
 Version 1 keyed state by pipeline only; version 2 keys it by pipeline and destination
 (SPEC §6). Rows of version 1 get the empty destination `scope.LEGACY`, which the first
 pipeline that opens the store with its destination adopts (`StateStore.adopt_legacy`).
+Version 3 adds the tables of leased work (SPEC §11): leases, workers, rounds, pending.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import sqlalchemy as sa
 from etl.errors import StateError
 from etl.state.schema import (
     BASE_URL_LENGTH,
+    LEASE_TABLES,
     SCHEMA_VERSION,
     STORE_ID_LENGTH,
     events,
@@ -121,5 +123,11 @@ def _rebuild(connection: sa.Connection, table: sa.Table, added: dict[str, str]) 
     connection.execute(sa.text(f"DROP TABLE {old_name}"))
 
 
+def _to_v3(connection: sa.Connection) -> None:
+    """Add the tables of leased work; no existing table changes."""
+    for table in LEASE_TABLES:
+        table.create(connection, checkfirst=True)
+
+
 #: The step that brings a store from version N-1 to N.
-STEPS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2}
+STEPS: dict[int, Callable[[sa.Connection], None]] = {2: _to_v2, 3: _to_v3}

@@ -21,7 +21,7 @@ from etl.events import Status
 
 #: Bumped whenever a table changes (with a step in `etl.state.migrations`); the store
 #: refuses a database written by a newer version.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: A destination's columns (SPEC §6): the base URL without its trailing slash, and the
 #: store as a column of its own, so a pipeline loading many stores (§10) keys each row by
@@ -127,6 +127,72 @@ sent_types = sa.Table(
     sa.Column("type", sa.String(64), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
+
+
+# Leased work (SPEC §11; version 3). Workers of one pipeline on a PostgreSQL state share its
+# work through these tables; a single process without `workers:` never writes them.
+#
+# A partition is (store, shard of the event-id hash); shard -1 of store "" is the reader's
+# lease. `expires_at` is seconds since the epoch on the database's clock; `epoch` grows on
+# every takeover, and an outcome is recorded only while its holder's epoch is current.
+leases = sa.Table(
+    "etl_leases",
+    metadata,
+    sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("base_url", sa.String(BASE_URL_LENGTH), primary_key=True),
+    sa.Column("store_id", sa.String(STORE_ID_LENGTH), primary_key=True),
+    sa.Column("shard", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("holder", sa.String(200)),
+    sa.Column("epoch", sa.Integer, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+# The live workers of a pipeline (a heartbeat each), for a fair share of the partitions.
+workers = sa.Table(
+    "etl_workers",
+    metadata,
+    sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("base_url", sa.String(BASE_URL_LENGTH), primary_key=True),
+    sa.Column("worker", sa.String(200), primary_key=True),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+
+# One row per pipeline and base URL: the current round of work (workers that run together),
+# whether its source has been read to the end, and its failed outcomes (which keep the
+# watermark where it was).
+rounds = sa.Table(
+    "etl_rounds",
+    metadata,
+    sa.Column("pipeline", sa.String(200), primary_key=True),
+    sa.Column("base_url", sa.String(BASE_URL_LENGTH), primary_key=True),
+    sa.Column("round", sa.Integer, nullable=False),
+    sa.Column("read_done", sa.Boolean, nullable=False),
+    sa.Column("failed", sa.Integer, nullable=False),
+)
+
+# Events read but not yet sent, with their bodies: what every worker can see and the
+# holder of each event's partition drains in `seq` order.
+pending = sa.Table(
+    "etl_pending",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("pipeline", sa.String(200), nullable=False),
+    sa.Column("base_url", sa.String(BASE_URL_LENGTH), nullable=False),
+    sa.Column("store_id", sa.String(STORE_ID_LENGTH), nullable=False),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("event_id", sa.String(255), nullable=False),
+    sa.Column("payload_hash", sa.String(128), nullable=False),
+    sa.Column("body", sa.LargeBinary, nullable=False),
+    sa.Column("cursor", sa.Text),
+    sa.UniqueConstraint("pipeline", "base_url", "store_id", "event_id",
+                        name="uq_etl_pending_event"),
+)
+sa.Index("ix_etl_pending_partition", pending.c.pipeline, pending.c.base_url,
+         pending.c.store_id, pending.c.shard, pending.c.seq)
+
+#: The tables version 3 added.
+LEASE_TABLES = (leases, workers, rounds, pending)
 
 
 def encode_value(value: Any) -> str | None:

@@ -62,7 +62,7 @@ class StateStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.commits = 0
-        self._writer: _GroupWriter | None = None
+        self._writer: GroupWriter | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
         self._run_lock: RunLock | None = None
@@ -183,11 +183,11 @@ class StateStore:
 
     async def record(self, scope: Scope, run_id: int, outcome: Outcome) -> None:
         """Return once the outcome is committed; concurrent callers share one transaction."""
-        await self._group_writer().submit(_row(scope, run_id, outcome))
+        await self._group_writer().submit(outcome_row(scope, run_id, outcome))
 
     def record_many(self, scope: Scope, run_id: int, outcomes: Iterable[Outcome]) -> None:
         """Record a batch synchronously, in one transaction."""
-        self._write([_row(scope, run_id, outcome) for outcome in outcomes])
+        self._write([outcome_row(scope, run_id, outcome) for outcome in outcomes])
 
     def failed_events(self, scope: Scope, status: Status = Status.FAILED) -> Iterator[Event]:
         """Events whose latest status is `status` (failed, or rejected for `--retry-rejected`),
@@ -247,7 +247,7 @@ class StateStore:
         """Store an int, float, Decimal, str, date or datetime (aware or naive) watermark."""
         row = {**scope.values(), "value": encode_value(value)}
         with self._errors("write"), self.engine.begin() as connection:
-            statement = _upsert(connection, watermarks, lambda new: {"value": new.value})
+            statement = upsert(connection, watermarks, lambda new: {"value": new.value})
             connection.execute(statement, [row])
 
     # -- type drift -----------------------------------------------------------------
@@ -267,7 +267,7 @@ class StateStore:
         rows = [{"pipeline": pipeline, "role": role, "name": name, "type": kind, "updated_at": now}
                 for name, kind in types.items()]
         with self._errors("write"), self.engine.begin() as connection:
-            connection.execute(_upsert(connection, sent_types, _type_update), rows)
+            connection.execute(upsert(connection, sent_types, _type_update), rows)
 
     # -- reporting ------------------------------------------------------------------
     def summary(self, pipeline: str) -> StatusReport:
@@ -340,12 +340,12 @@ class StateStore:
         self.engine.dispose()
 
     # -- internals ------------------------------------------------------------------
-    def _group_writer(self) -> _GroupWriter:
+    def _group_writer(self) -> GroupWriter:
         with self._writer_lock:
             if self._closed:
                 raise RuntimeError("the state store is closed")
             if self._writer is None:
-                self._writer = _GroupWriter(self._write)
+                self._writer = GroupWriter(self._write)
             return self._writer
 
     def _flush(self) -> None:
@@ -357,11 +357,11 @@ class StateStore:
         if not rows:
             return
         with self._errors("write"), self.engine.begin() as connection:
-            connection.execute(_upsert(connection, events, _event_update), _merge(rows))
+            connection.execute(upsert(connection, events, event_update), merged_rows(rows))
         self.commits += 1
 
 
-class _GroupWriter:
+class GroupWriter:
     """One thread that commits everything pending in one transaction, then wakes the waiters."""
 
     def __init__(self, write: Callable[[list[dict[str, Any]]], None]) -> None:
@@ -455,7 +455,7 @@ def _run_record(row: Any) -> RunRecord:
     )
 
 
-def _row(scope: Scope, run_id: int, outcome: Outcome) -> dict[str, Any]:
+def outcome_row(scope: Scope, run_id: int, outcome: Outcome) -> dict[str, Any]:
     event = outcome.event
     now = _now()
     return {
@@ -475,7 +475,7 @@ def _row(scope: Scope, run_id: int, outcome: Outcome) -> dict[str, Any]:
     }
 
 
-def _merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def merged_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per event: an upsert statement may not touch the same row twice."""
     merged: dict[tuple[str, str, str, str], dict[str, Any]] = {}
     for row in rows:
@@ -487,7 +487,7 @@ def _merge(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def _event_update(new: Any) -> dict[str, Any]:
+def event_update(new: Any) -> dict[str, Any]:
     """The columns an outcome overwrites; `new` is the dialect's EXCLUDED/VALUES() accessor."""
     return {
         "payload_hash": new.payload_hash,
@@ -505,7 +505,7 @@ def _type_update(new: Any) -> dict[str, Any]:
     return {"type": new.type, "updated_at": new.updated_at}
 
 
-def _upsert(
+def upsert(
     connection: sa.Connection, table: sa.Table, update: Callable[[Any], dict[str, Any]]
 ) -> Any:
     """INSERT ... ON CONFLICT/ON DUPLICATE KEY UPDATE in the connection's dialect."""

@@ -2,11 +2,11 @@
 is the sink plugged in and the feed never asks which one it drives.
 
     load.py     a real run: the loader posts the events, every outcome is recorded
+    leased.py   a real run as one worker of many (SPEC §11): enqueue, drain leased partitions
     dry_run.py  everything but HTTP: the bodies are counted (and written with --output)
     validate.py the rules only: masked reject examples per rule for `etl validate`
 
-A new sink (for one, events enqueued into the state store for other workers, SPEC §11)
-implements `Sink` and is added to `SINKS`.
+A new sink implements `Sink` and is added to `SINKS`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from etl.runner.plan import Mode
 from etl.runner.sinks.dry_run import DryRunSink
+from etl.runner.sinks.leased import LeasedSink
 from etl.runner.sinks.load import LoadSink
 from etl.runner.sinks.validate import ValidateSink
 
@@ -42,11 +43,17 @@ class Sink(Protocol):
 
 SinkFactory = Callable[["RunContext", "httpx.AsyncClient | None"], Sink]
 
+
+def _run_sink(context: RunContext, client: httpx.AsyncClient | None) -> Sink:
+    """A real run's sink: one worker of many with `workers:`, else the load sink."""
+    return (LeasedSink if context.plan.leased else LoadSink)(context, client)
+
+
 #: The sink of each mode.
 SINKS: dict[Mode, SinkFactory] = {
-    Mode.RUN: LoadSink,
+    Mode.RUN: _run_sink,
     Mode.DRY_RUN: DryRunSink,
     Mode.VALIDATE: ValidateSink,
 }
 
-__all__ = ["SINKS", "DryRunSink", "LoadSink", "Sink", "ValidateSink"]
+__all__ = ["SINKS", "DryRunSink", "LeasedSink", "LoadSink", "Sink", "ValidateSink"]

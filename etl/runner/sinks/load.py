@@ -5,7 +5,7 @@ next event, which is what makes a `kill -9` cost at most the requests in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # httpx loads only for a real run
     from etl.events import Event, EventBatch, Outcome
     from etl.load import Loader
     from etl.load.fanout import FanOut
+    from etl.load.loader import Guard
     from etl.runner.context import RunContext
     from etl.runner.prepare import Prepared
     from etl.state import Scope, StateStore
@@ -56,21 +57,26 @@ class LoadSink:
 
     async def drain(self, batches: AsyncIterator[EventBatch]) -> None:
         """Post every event; return once every outcome is recorded."""
+        loader = self._loader()
+        await self._sending(loader, loader.deliver(_events(batches), self._on_outcome))
+
+    async def _sending(self, loader: Loader | FanOut, work: Awaitable[None]) -> None:
+        """Await `work` (the loader's deliveries) inside the loader's lifetime, with the
+        progress line refreshed and the loader's figures copied into the report."""
         from etl.load.fanout import FanOut
 
-        loader = self._loader()
         report = self.context.report
         async with loader:
             watcher = asyncio.create_task(self._watch(loader))
             try:
-                await loader.deliver(_events(batches), self._on_outcome)
+                await work
             finally:
                 watcher.cancel()
                 report.load = loader.stats  # the fan-out adds its stores' figures on each read
                 if isinstance(loader, FanOut):
                     report.merge_stores(loader.summary())
 
-    def _loader(self) -> Loader | FanOut:
+    def _loader(self, guard: Guard | None = None) -> Loader | FanOut:
         from etl.load import Loader
         from etl.load.fanout import FanOut
 
@@ -78,8 +84,9 @@ class LoadSink:
         stats, url = context.report.load, context.pipeline.state_url
         if self.store_column is not None:
             assert context.credentials is not None
-            return FanOut(destination, context.credentials, self.client, stats, state_url=url)
-        return Loader(destination, client=self.client, stats=stats, state_url=url)
+            return FanOut(destination, context.credentials, self.client, stats, state_url=url,
+                          guard=guard)
+        return Loader(destination, client=self.client, stats=stats, state_url=url, guard=guard)
 
     async def _watch(self, loader: Loader | FanOut) -> None:
         """Refresh the progress line every second: a pause or an outage has no outcomes."""
@@ -97,7 +104,7 @@ class LoadSink:
     async def _on_outcome(self, outcome: Outcome) -> None:
         context, event = self.context, outcome.event
         report, watermark = context.report, context.watermark
-        await self.store.record(self._scope_of(event), report.run_id or 0, outcome)
+        await self._record(self._scope_of(event), outcome)
         if event.store is not None and self.store_column is not None:
             report.count_store(event.store, outcome.status.value)
         origin = self.origins.pop(event.id, None)
@@ -112,6 +119,10 @@ class LoadSink:
             report.failed += 1
             watermark.blocked(event.cursor)
         context.progress.tick()
+
+    async def _record(self, scope: Scope, outcome: Outcome) -> None:
+        """Make the outcome durable; it returns once committed."""
+        await self.store.record(scope, self.context.report.run_id or 0, outcome)
 
     def _quarantine_api_reject(
         self, outcome: Outcome, origin: tuple[pd.DataFrame, Any] | None
