@@ -321,13 +321,11 @@ class Transformer:
     """Turns validated, normalised rows into Events for one event definition."""
 
     def __init__(
-        self, event: EventSpec, store_id: str, cursor: str | None = None,
-        store_column: str | None = None,
+        self, event: EventSpec, store_id: str, store_column: str | None = None
     ) -> None:
         self.event = event
         self.store_id = store_id
         self.store_column = store_column  # each row's store (SPEC §10), hashed like a constant
-        self.cursor = cursor
         self.identifiers = event.customer.identifier_columns()
 
     def _ids(self, valid: pd.DataFrame) -> tuple[arrow.Array, Parts]:
@@ -342,8 +340,14 @@ class Transformer:
         ids = _uuid_texts(_join(*parts))
         return ids, ['"', ids, '"']
 
-    def to_batch(self, valid: pd.DataFrame) -> EventBatch:
-        """The events of every row of `valid`, in row order."""
+    def to_batch(self, valid: pd.DataFrame, cursors: pd.Series | None = None) -> EventBatch:
+        """The events of every row of `valid`, in row order.
+
+        `cursors` are the rows' incremental cursor values as the source gave them, not as
+        validation normalised them (a text `shipped_at` that is also `occurred_at` becomes
+        a UTC timestamp in `valid`): the watermark is compared with the source's own
+        values on the next run (SPEC §6), and a normalised one would not compare right.
+        """
         if not len(valid):
             return EventBatch.of([])
         event = self.event
@@ -370,9 +374,9 @@ class Transformer:
             ),
             "}",
         )
-        cursors = python_values(valid[self.cursor]) if self.cursor else None
         stores = valid[self.store_column].astype(str).tolist() if self.store_column else None
-        return EventBatch(ids, body.cast(arrow.large_binary()), cursors, stores)
+        marks = python_values(cursors) if cursors is not None else None
+        return EventBatch(ids, body.cast(arrow.large_binary()), marks, stores)
 
     def to_events(self, valid: pd.DataFrame) -> list[Event]:
         """One Event per row of `valid`, in row order."""

@@ -116,6 +116,39 @@ def test_the_load_sink_skips_unchanged_events_on_a_rerun(pipeline: Pipeline) -> 
     assert app.sandbox.events.count(STORE) == 30  # type: ignore[attr-defined]
 
 
+def test_the_watermark_keeps_the_source_form_of_a_cursor_that_is_also_occurred_at(
+    tmp_path: Path,
+) -> None:
+    """Naive local text, America/New_York: the watermark must not be the normalised UTC
+    instant ("2024-03-02 17:30:00+00:00"), or the later local "2024-03-02 13:00:00" (text
+    below it) would never be read, and the rows at the watermark would be read again."""
+    source = tmp_path / "orders.csv"
+    first = ["2024-03-01 09:00:00", "2024-03-02 12:30:00", "2024-03-02 12:30:00"]
+    pd.DataFrame({"order_id": ["o-1", "o-2", "o-3"], "customer_id": "c-1",
+                  "shipped_at": first}).to_csv(source, index=False)
+    file = tmp_path / "incremental.yaml"
+    file.write_text(yaml.safe_dump({
+        "name": "incremental_sinks",
+        "source": {"type": "csv", "path": "orders.csv",
+                   "incremental": {"cursor": "shipped_at"}},
+        "event": {"source": "shop", "event_name": "order_shipped", "occurred_at": "shipped_at",
+                  "timezone": "America/New_York", "id": {"key": ["order_id"]},
+                  "customer": {"external_id": "customer_id"}},
+        "destination": {"store_id": STORE, "token": "sandbox-token",
+                        "base_url": "http://sandbox", "rate_limit": 1000},
+    }))
+    app = create_app(SandboxConfig(rate_limit=None))
+    report = in_process(app, etl.load_pipeline(file), QUIET)
+    assert (report.delivered, report.watermark) == (3, "2024-03-02 12:30:00")
+
+    with source.open("a") as out:
+        out.write("o-4,c-1,2024-03-02 13:00:00\n")
+    again = in_process(app, etl.load_pipeline(file), QUIET)
+
+    assert (again.extracted, again.delivered, again.watermark) == (1, 1, "2024-03-02 13:00:00")
+    assert sorted(body["occurred_at"] for body in stored(app))[-1] == "2024-03-02T18:00:00Z"
+
+
 def test_the_load_sink_sends_failed_events_first_on_the_next_run(pipeline: Pipeline) -> None:
     down = create_app(SandboxConfig(rate_limit=None, fail_rate=1.0))  # every answer a 500
     first = in_process(down, pipeline, QUIET)

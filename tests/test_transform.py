@@ -225,7 +225,8 @@ def test_cursor_values_are_plain_python() -> None:
             "seq": pd.array([5, None], dtype="Int64"),
         }
     )
-    events = Transformer(EVENT, "store", "seq").to_events(Validator(EVENT).split(frame).valid)
+    valid = Validator(EVENT).split(frame).valid
+    events = Transformer(EVENT, "store").to_batch(valid, frame["seq"].loc[valid.index]).events()
     assert [e.cursor for e in events] == [5, None]
     assert type(events[0].cursor) is int
 

@@ -73,9 +73,7 @@ class Preparer:
         self.router = router
         self.state = state if plan.diffs else None  # --full-refresh: nothing is diffed
         self.validator = Validator(pipeline.event, pipeline.source.columns)
-        self.transformer = Transformer(
-            pipeline.event, constant, plan.cursor, destination.store_column
-        )
+        self.transformer = Transformer(pipeline.event, constant, destination.store_column)
 
     def prepare(self, chunk: pd.DataFrame) -> Prepared:
         """Split, transform and diff one chunk."""
@@ -85,7 +83,11 @@ class Preparer:
         if self.router is not None:
             valid, wrong_store = self.router.split(valid, chunk)
             rejects = pd.concat([rejects, wrong_store]) if len(wrong_store) else rejects
-        batch = self.transformer.to_batch(valid) if self.plan.transforms else EventBatch.of([])
+        # The cursors as extracted (labels are source row positions, unique in a chunk).
+        cursors = chunk[self.plan.cursor].loc[valid.index] if self.plan.cursor else None
+        batch = (
+            self.transformer.to_batch(valid, cursors) if self.plan.transforms else EventBatch.of([])
+        )
         labels = list(valid.index) if len(batch) else []
         skipped_cursors: list[Any] = []
         if len(batch) and self.state is not None:
