@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pandas as pd
+
 from etl.runner.watermark import Watermark
 
 
@@ -34,3 +36,12 @@ def test_never_moves_backwards_and_ignores_nulls() -> None:
     mark.done(float("nan"))
     mark.done(3)
     assert mark.new_value(old=7) == 7
+
+
+def test_a_stored_watermark_of_another_form_gives_way_to_the_runs_own_maximum() -> None:
+    """Earlier versions stored a naive cursor that was also occurred_at was stored as an aware UTC
+    instant; the upgraded run reads naive values and must not fail comparing them."""
+    mark = Watermark()
+    mark.done(pd.Timestamp("2024-03-02 13:00:00"))
+    assert mark.new_value(old=pd.Timestamp("2024-03-02 17:30:00", tz="UTC")) == pd.Timestamp(
+        "2024-03-02 13:00:00")

@@ -56,6 +56,9 @@ class Watermark:
         """The watermark after this run, given the stored one (never moves backwards)."""
         if self.lost_track or self.done_max is None:
             return old
-        if old is not None and self.done_max <= old:
-            return old
+        try:
+            if old is not None and self.done_max <= old:
+                return old
+        except TypeError:  # stored by an older etl in another form (an aware UTC instant
+            pass  # for a naive cursor): this run read past it, so its own maximum stands
         return self.done_max
