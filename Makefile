@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/python -m etl.demo
 
-# The gate .ci/run passes before the tests: ruff's small rule set on all the code,
-# mypy --strict on etl/ (both configured in pyproject.toml).
+# The gate .ci/run passes before the tests: ruff's formatting and small rule set on
+# all the code, mypy --strict on etl/ (all configured in pyproject.toml).
 lint: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

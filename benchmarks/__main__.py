@@ -1,7 +1,7 @@
 """`make bench`: run every benchmark (or those named) and print their figures.
 
-    python -m benchmarks                    # all
-    python -m benchmarks dry_run state_diff # some
+python -m benchmarks                    # all
+python -m benchmarks dry_run state_diff # some
 """
 
 from __future__ import annotations

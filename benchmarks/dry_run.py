@@ -35,9 +35,21 @@ def _run(rows: int, output: Path) -> tuple[float, float, dict[str, float]]:
     started = time.monotonic()
     with errors.open("w") as stderr:
         child = subprocess.Popen(
-            [sys.executable, "-m", "etl", "run", str(pipeline), "--dry-run",
-             "--output", str(output), "--report-json", str(report_file)],
-            stdout=subprocess.DEVNULL, stderr=stderr, env={**os.environ, "TERM": "dumb"},
+            [
+                sys.executable,
+                "-m",
+                "etl",
+                "run",
+                str(pipeline),
+                "--dry-run",
+                "--output",
+                str(output),
+                "--report-json",
+                str(report_file),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "TERM": "dumb"},
         )
         peak_mb = _peak_rss_mb(child)
     elapsed = time.monotonic() - started
@@ -52,20 +64,26 @@ def speed() -> None:
     elapsed, peak_mb, report = _run(ROWS, output)
     lines = sum(1 for _ in output.open("rb"))
     verdict = "met" if ROWS / elapsed >= TARGET_ROWS_S else "MISSED"
-    print(f"dry run: {ROWS:,} rows -> {lines:,} bodies, {report['rejected']:,} rejected, in "
-          f"{elapsed:.1f}s = {ROWS / elapsed:,.0f} rows/s end to end (process start included; "
-          f"target >= {TARGET_ROWS_S:,}: {verdict}); peak RSS {peak_mb:,.0f} MB")
-    print(f"inside the run: {report['duration_s']:.1f}s = {ROWS / report['duration_s']:,.0f} "
-          f"rows/s; worker thread reading {report['read_s']:.1f}s, validating + transforming "
-          f"{report['prepare_s']:.1f}s")
+    print(
+        f"dry run: {ROWS:,} rows -> {lines:,} bodies, {report['rejected']:,} rejected, in "
+        f"{elapsed:.1f}s = {ROWS / elapsed:,.0f} rows/s end to end (process start included; "
+        f"target >= {TARGET_ROWS_S:,}: {verdict}); peak RSS {peak_mb:,.0f} MB"
+    )
+    print(
+        f"inside the run: {report['duration_s']:.1f}s = {ROWS / report['duration_s']:,.0f} "
+        f"rows/s; worker thread reading {report['read_s']:.1f}s, validating + transforming "
+        f"{report['prepare_s']:.1f}s"
+    )
 
 
 def memory() -> None:
     elapsed, peak_mb, report = _run(MEMORY_ROWS, Path(os.devnull))
     verdict = "met" if peak_mb < TARGET_MB else "MISSED"
-    print(f"dry run: {MEMORY_ROWS:,} rows in chunks of 50,000 in {elapsed:.1f}s "
-          f"({MEMORY_ROWS / elapsed:,.0f} rows/s, {report['rejected']:,} rejected); "
-          f"peak RSS {peak_mb:,.0f} MB (target < {TARGET_MB}: {verdict})")
+    print(
+        f"dry run: {MEMORY_ROWS:,} rows in chunks of 50,000 in {elapsed:.1f}s "
+        f"({MEMORY_ROWS / elapsed:,.0f} rows/s, {report['rejected']:,} rejected); "
+        f"peak RSS {peak_mb:,.0f} MB (target < {TARGET_MB}: {verdict})"
+    )
 
 
 def _peak_rss_mb(child: subprocess.Popen[bytes]) -> float:

@@ -35,8 +35,16 @@ def child(kind: str, path: str) -> None:
     started = time.perf_counter()
     rows = sum(len(frame) for frame in extractor.chunks(extractor.columns(), None))
     seconds = time.perf_counter() - started
-    print(json.dumps({"rows": rows, "seconds": seconds, "imported_mb": imported_mb,
-                      "peak_mb": _high_water_mb()}))
+    print(
+        json.dumps(
+            {
+                "rows": rows,
+                "seconds": seconds,
+                "imported_mb": imported_mb,
+                "peak_mb": _high_water_mb(),
+            }
+        )
+    )
 
 
 def _high_water_mb() -> float:
@@ -49,23 +57,28 @@ def _high_water_mb() -> float:
 
 def _extract(kind: str, path: Path) -> dict[str, float]:
     code = f"from benchmarks.extract_memory import child; child({kind!r}, {str(path)!r})"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def _report(label: str, figures: dict[str, float]) -> None:
     rows, seconds, peak = figures["rows"], figures["seconds"], figures["peak_mb"]
     verdict = "met" if peak < TARGET_MB else "MISSED"
-    print(f"{label}: {rows:,} rows in chunks of {CHUNK:,}: {seconds:.1f} s, "
-          f"{rows / seconds:,.0f} rows/s; peak RSS {peak:,.0f} MB (target < {TARGET_MB} MB: "
-          f"{verdict}; {figures['imported_mb']:,.0f} MB of it is Python with pandas/pyarrow)")
+    print(
+        f"{label}: {rows:,} rows in chunks of {CHUNK:,}: {seconds:.1f} s, "
+        f"{rows / seconds:,.0f} rows/s; peak RSS {peak:,.0f} MB (target < {TARGET_MB} MB: "
+        f"{verdict}; {figures['imported_mb']:,.0f} MB of it is Python with pandas/pyarrow)"
+    )
 
 
 def main() -> None:
     parquet, csv = realistic.parquet(ROWS), realistic.csv(CSV_ROWS)
-    print(f"Parquet {parquet.stat().st_size / 1e6:,.0f} MB (row groups of {realistic.GROUP:,}), "
-          f"CSV {csv.stat().st_size / 1e6:,.0f} MB")
+    print(
+        f"Parquet {parquet.stat().st_size / 1e6:,.0f} MB (row groups of {realistic.GROUP:,}), "
+        f"CSV {csv.stat().st_size / 1e6:,.0f} MB"
+    )
     figures = _extract("parquet", parquet)
     _report("parquet", figures)
     children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux

@@ -54,9 +54,7 @@ def events(count: int) -> list[Event]:
 
 def destination(server: SandboxProcess, **fields: Any) -> Destination:
     """The sandbox's store as a pipeline destination."""
-    return Destination(
-        store_id=STORE, token=server.token, base_url=server.base_url, **fields
-    )
+    return Destination(store_id=STORE, token=server.token, base_url=server.base_url, **fields)
 
 
 async def deliver(

@@ -66,14 +66,21 @@ def _write_pipeline(
         "name": "many_stores_bench",
         "source": {"type": "csv", "path": "orders.csv", "chunk_size": 50_000},
         "event": {
-            "source": "bench", "event_name": "order_shipped", "occurred_at": "shipped_at",
-            "id": {"key": ["order_id"]}, "customer": {"external_id": "customer_id"},
+            "source": "bench",
+            "event_name": "order_shipped",
+            "occurred_at": "shipped_at",
+            "id": {"key": ["order_id"]},
+            "customer": {"external_id": "customer_id"},
             "properties": {"order_id": "order_id"},
         },
         "destination": {
-            "store_id": {"column": "shop_id"}, "credentials": "stores.yaml",
-            "base_url": base_url, "rate_limit": rate, "concurrency": concurrency,
-            "timeout": 30, "max_retries": 8,
+            "store_id": {"column": "shop_id"},
+            "credentials": "stores.yaml",
+            "base_url": base_url,
+            "rate_limit": rate,
+            "concurrency": concurrency,
+            "timeout": 30,
+            "max_retries": 8,
         },
     }
     file = folder / "pipe.yaml"
@@ -95,14 +102,23 @@ def measure(
     with tempfile.TemporaryDirectory() as name, start_sandbox(config) as server:
         folder = Path(name)
         _write_source(folder, stores, per_store)
-        pipeline = _write_pipeline(
-            folder, server.base_url, server.token, stores, rate, concurrency
-        )
+        pipeline = _write_pipeline(folder, server.base_url, server.token, stores, rate, concurrency)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         result = subprocess.run(
-            [sys.executable, "-m", "etl", "run", str(pipeline), "--report-json",
-             str(folder / "r.json")], check=False, capture_output=True, text=True, cwd=folder,
+            [
+                sys.executable,
+                "-m",
+                "etl",
+                "run",
+                str(pipeline),
+                "--report-json",
+                str(folder / "r.json"),
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=folder,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         wall = time.monotonic() - started
@@ -123,10 +139,18 @@ def measure(
     achieved = (len(times) - 1) / window if window else 0.0
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     figures = {
-        "stores": stores, "rate": rate, "events": stores * per_store,
-        "requests": len(times), "achieved": achieved, "ratio": achieved / (stores * rate),
-        "http_429": throttled, "max_per_store_1s": worst, "cpu_cores": cpu / wall,
-        "peak_rss_mb": after.ru_maxrss / 1024, "wall_s": wall, "exit": result.returncode,
+        "stores": stores,
+        "rate": rate,
+        "events": stores * per_store,
+        "requests": len(times),
+        "achieved": achieved,
+        "ratio": achieved / (stores * rate),
+        "http_429": throttled,
+        "max_per_store_1s": worst,
+        "cpu_cores": cpu / wall,
+        "peak_rss_mb": after.ru_maxrss / 1024,
+        "wall_s": wall,
+        "exit": result.returncode,
         "delivered": report["delivered"],
     }
     print(
@@ -141,9 +165,7 @@ def measure(
     return figures
 
 
-async def _post_all(
-    base_url: str, token: str, connections: int, workers: int
-) -> tuple[float, int]:
+async def _post_all(base_url: str, token: str, connections: int, workers: int) -> tuple[float, int]:
     """CPU seconds of this process to post REQUESTS events over `connections` connections,
     and how many requests the sandbox dropped (a closed connection, retried by the next)."""
     client = httpx.AsyncClient(transport=KeepAliveTransport(connections, 30.0), timeout=30.0)
@@ -155,8 +177,10 @@ async def _post_all(
     async def worker() -> None:
         nonlocal dropped
         for n in counter:
-            body = (b'{"source":"bench","event_name":"e","occurred_at":"2024-03-01T12:30:00Z",'
-                    b'"id":"p-%d","customer":{"external_id":"c"}}' % n)
+            body = (
+                b'{"source":"bench","event_name":"e","occurred_at":"2024-03-01T12:30:00Z",'
+                b'"id":"p-%d","customer":{"external_id":"c"}}' % n
+            )
             try:
                 response = await client.post(url, content=body, headers=headers)
                 response.raise_for_status()
@@ -182,10 +206,13 @@ def pool_cost() -> None:
             spent, dropped = asyncio.run(
                 _post_all(server.base_url, server.token, connections, workers)
             )
-            print(f"transport: {connections:>5} pooled connections, {workers:>5} concurrent "
-                  f"requests, {REQUESTS:,} requests: "
-                  f"{spent / REQUESTS * 1e6:,.0f} us CPU per request ({dropped} dropped by the "
-                  "sandbox)", flush=True)
+            print(
+                f"transport: {connections:>5} pooled connections, {workers:>5} concurrent "
+                f"requests, {REQUESTS:,} requests: "
+                f"{spent / REQUESTS * 1e6:,.0f} us CPU per request ({dropped} dropped by the "
+                "sandbox)",
+                flush=True,
+            )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,23 +55,100 @@ BROKEN = {
 GUEST_SHARE = 0.10  # rows without a customer id: exactly one of email / phone
 PHONE_SHARE = 0.75  # customers with a phone (all of them have an email)
 
-_FIRST = ["Ann", "José", "Zoë", "Łukasz", "Søren", "Ümit", "François", "Siobhán", "Chloé",
-          "Björn", "Nguyễn", "Jürgen", "María", "Ólafur", "Dvořák", "Ayşe", "美咲", "Дмитрий",
-          "محمد", "Mike", "Emily", "Priya", "Kwame", "Ngozi", "O'Neil", "Anne-Marie"]
-_LAST = ["Lee", "García", "Müller", "O'Brien", "Smith", "Kowalski", "Nørgaard", "Çelik",
-         "Dubois", "Nakamura", "Иванов", "Silva", "Patel", "Okafor", "Johansson", "Łęcki",
-         "van der Berg", "Wang", "Ó Súilleabháin", "Rossi", "Jones", "Kim"]
-_DOMAINS = ["gmail.com", "Gmail.com", "GMAIL.COM", "yahoo.com", "Yahoo.com", "outlook.com",
-            "Outlook.COM", "hotmail.com", "icloud.com", "iCloud.com", "example.co.uk",
-            "Example.CO.UK", "web.de", "orange.fr", "uol.com.br", "proton.me", "Company.io"]
+_FIRST = [
+    "Ann",
+    "José",
+    "Zoë",
+    "Łukasz",
+    "Søren",
+    "Ümit",
+    "François",
+    "Siobhán",
+    "Chloé",
+    "Björn",
+    "Nguyễn",
+    "Jürgen",
+    "María",
+    "Ólafur",
+    "Dvořák",
+    "Ayşe",
+    "美咲",
+    "Дмитрий",
+    "محمد",
+    "Mike",
+    "Emily",
+    "Priya",
+    "Kwame",
+    "Ngozi",
+    "O'Neil",
+    "Anne-Marie",
+]
+_LAST = [
+    "Lee",
+    "García",
+    "Müller",
+    "O'Brien",
+    "Smith",
+    "Kowalski",
+    "Nørgaard",
+    "Çelik",
+    "Dubois",
+    "Nakamura",
+    "Иванов",
+    "Silva",
+    "Patel",
+    "Okafor",
+    "Johansson",
+    "Łęcki",
+    "van der Berg",
+    "Wang",
+    "Ó Súilleabháin",
+    "Rossi",
+    "Jones",
+    "Kim",
+]
+_DOMAINS = [
+    "gmail.com",
+    "Gmail.com",
+    "GMAIL.COM",
+    "yahoo.com",
+    "Yahoo.com",
+    "outlook.com",
+    "Outlook.COM",
+    "hotmail.com",
+    "icloud.com",
+    "iCloud.com",
+    "example.co.uk",
+    "Example.CO.UK",
+    "web.de",
+    "orange.fr",
+    "uol.com.br",
+    "proton.me",
+    "Company.io",
+]
 #: (calling code, fixed national prefix, random digits after it): possible numbers.
-_FOREIGN = [("44", "20", 8), ("44", "7", 9), ("49", "30", 8), ("49", "151", 8),
-            ("33", "6", 8), ("55", "119", 8), ("91", "9", 9), ("81", "90", 8),
-            ("61", "4", 8)]
+_FOREIGN = [
+    ("44", "20", 8),
+    ("44", "7", 9),
+    ("49", "30", 8),
+    ("49", "151", 8),
+    ("33", "6", 8),
+    ("55", "119", 8),
+    ("91", "9", 9),
+    ("81", "90", 8),
+    ("61", "4", 8),
+]
 #: Values that break one rule each (`BROKEN`).
 _BAD_TIMES = ["yesterday", "31/02/2024 10:00", "2024-13-45T99:00:00", "N/A", "soon"]
-_BAD_EMAILS = ["ann..lee@example.com", "no-at-sign.example.com", "ann@", "@example.com",
-               "ann lee@example.com", "ann@example", "ann@exa_mple.com"]
+_BAD_EMAILS = [
+    "ann..lee@example.com",
+    "no-at-sign.example.com",
+    "ann@",
+    "@example.com",
+    "ann lee@example.com",
+    "ann@example",
+    "ann@exa_mple.com",
+]
 _BAD_PHONES = ["555-01", "12345", "+1 415 555 2671 999", "000", "+999 123", "phone"]
 
 
@@ -84,16 +161,16 @@ def _join(*parts: Any) -> pa.Array:
 
 
 def _pick(rng: np.random.Generator, n: int, options: list[str]) -> pa.Array:
-    return pa.array(np.array(options, dtype=object)[rng.integers(0, len(options), n)],
-                    pa.string())
+    return pa.array(np.array(options, dtype=object)[rng.integers(0, len(options), n)], pa.string())
 
 
 def _digits(values: np.ndarray, width: int) -> pa.Array:
     return pc.utf8_lpad(_text(pa.array(values)), width, "0")
 
 
-def _choose(rng: np.random.Generator, n: int, weights: list[float],
-            options: list[pa.Array]) -> pa.Array:
+def _choose(
+    rng: np.random.Generator, n: int, weights: list[float], options: list[pa.Array]
+) -> pa.Array:
     which = rng.choice(len(options), size=n, p=np.array(weights) / sum(weights))
     return pc.choose(pa.array(which.astype(np.int8)), *options)
 
@@ -109,43 +186,98 @@ def _phones(rng: np.random.Generator, customers: np.ndarray) -> pa.Array:
     codes = np.array([f[0] for f in _FOREIGN], dtype=object)[foreign]
     leads = np.array([f[1] for f in _FOREIGN], dtype=object)[foreign]
     widths = np.array([f[2] for f in _FOREIGN])[foreign]
-    cut = pc.if_else(pa.array(widths == 9), _digits(scrambled % 10**9, 9),
-                     _digits(scrambled % 10**8, 8))
+    cut = pc.if_else(
+        pa.array(widths == 9), _digits(scrambled % 10**9, 9), _digits(scrambled % 10**8, 8)
+    )
     e164 = _join("+", pa.array(codes, pa.string()), pa.array(leads, pa.string()), cut)
-    spaced = _join("+", pa.array(codes, pa.string()), " ", pa.array(leads, pa.string()), " ",
-                   cut)
-    return _choose(rng, n, [30, 20, 15, 8, 4, 3, 13, 7], [
-        _join("(", area, ") ", exchange, "-", line),
-        _join(area, ".", exchange, ".", line),
-        _join(area, "-", exchange, "-", line),
-        _join(area, " ", exchange, " ", line),
-        _join("1-", area, "-", exchange, "-", line),
-        _join("+1 ", area, "-", exchange, "-", line),
-        e164,
-        spaced,
-    ])
+    spaced = _join("+", pa.array(codes, pa.string()), " ", pa.array(leads, pa.string()), " ", cut)
+    return _choose(
+        rng,
+        n,
+        [30, 20, 15, 8, 4, 3, 13, 7],
+        [
+            _join("(", area, ") ", exchange, "-", line),
+            _join(area, ".", exchange, ".", line),
+            _join(area, "-", exchange, "-", line),
+            _join(area, " ", exchange, " ", line),
+            _join("1-", area, "-", exchange, "-", line),
+            _join("+1 ", area, "-", exchange, "-", line),
+            e164,
+            spaced,
+        ],
+    )
 
 
 def _emails(rng: np.random.Generator, customers: np.ndarray) -> pa.Array:
     """first.last<n>@domain, distinct per customer; domains often upper-case, some blanks."""
     n = len(customers)
-    first = pc.ascii_lower(_pick(rng, n, ["ann", "jose", "zoe", "lukasz", "soren", "mike",
-                                          "emily", "priya", "kwame", "maria", "chloe"]))
-    last = _pick(rng, n, ["lee", "garcia", "muller", "obrien", "smith", "kowalski", "dubois",
-                          "nakamura", "silva", "patel", "okafor", "rossi"])
+    first = pc.ascii_lower(
+        _pick(
+            rng,
+            n,
+            [
+                "ann",
+                "jose",
+                "zoe",
+                "lukasz",
+                "soren",
+                "mike",
+                "emily",
+                "priya",
+                "kwame",
+                "maria",
+                "chloe",
+            ],
+        )
+    )
+    last = _pick(
+        rng,
+        n,
+        [
+            "lee",
+            "garcia",
+            "muller",
+            "obrien",
+            "smith",
+            "kowalski",
+            "dubois",
+            "nakamura",
+            "silva",
+            "patel",
+            "okafor",
+            "rossi",
+        ],
+    )
     number = _text(pa.array(customers))
-    local = _choose(rng, n, [70, 15, 10, 5], [
-        _join(first, ".", last, number),
-        _join(pc.utf8_capitalize(first), ".", pc.utf8_capitalize(last), number),
-        _join(first, last, number, "+shop"),
-        _join(first, "_", number),
-    ])
-    domain = _choose(rng, n, [199, 1], [_pick(rng, n, _DOMAINS),
-                                        _pick(rng, n, ["bücher.de", "Bücher.DE", "müller.ch"])])
+    local = _choose(
+        rng,
+        n,
+        [70, 15, 10, 5],
+        [
+            _join(first, ".", last, number),
+            _join(pc.utf8_capitalize(first), ".", pc.utf8_capitalize(last), number),
+            _join(first, last, number, "+shop"),
+            _join(first, "_", number),
+        ],
+    )
+    domain = _choose(
+        rng,
+        n,
+        [199, 1],
+        [_pick(rng, n, _DOMAINS), _pick(rng, n, ["bücher.de", "Bücher.DE", "müller.ch"])],
+    )
     address = _join(local, "@", domain)
-    return _choose(rng, n, [85, 8, 4, 3], [
-        address, _join(" ", address, " "), _join(address, "  "), _join("\t", address),
-    ])
+    return _choose(
+        rng,
+        n,
+        [85, 8, 4, 3],
+        [
+            address,
+            _join(" ", address, " "),
+            _join(address, "  "),
+            _join("\t", address),
+        ],
+    )
 
 
 def _timestamps(rng: np.random.Generator, n: int) -> pa.Array:
@@ -153,13 +285,18 @@ def _timestamps(rng: np.random.Generator, n: int) -> pa.Array:
     seconds = rng.integers(1_672_531_200, 1_735_689_600, n).astype("datetime64[s]")
     plain = pa.array(np.datetime_as_string(seconds, unit="s").astype(object), pa.string())
     micros = _digits(rng.integers(0, 1_000_000, n), 6)
-    return _choose(rng, n, [40, 30, 15, 10, 5], [
-        pc.replace_substring(plain, "T", " ", max_replacements=1),
-        _join(plain, "Z"),
-        _join(plain, "+02:00"),
-        _join(plain, "-05:00"),
-        _join(plain, ".", micros),
-    ])
+    return _choose(
+        rng,
+        n,
+        [40, 30, 15, 10, 5],
+        [
+            pc.replace_substring(plain, "T", " ", max_replacements=1),
+            _join(plain, "Z"),
+            _join(plain, "+02:00"),
+            _join(plain, "-05:00"),
+            _join(plain, ".", micros),
+        ],
+    )
 
 
 def _kinds(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -183,32 +320,38 @@ def group(rng: np.random.Generator, start: int, n: int) -> pa.Table:
     has_email = ~guest_phone
 
     customer_id = _join("c-", _text(pa.array(customers)))
-    customer_id = pc.if_else(pa.array(broken["external_id"]),
-                             pa.scalar("c-" + "x" * 300), customer_id)
-    email = pc.if_else(pa.array(broken["email"]), _pick(rng, n, _BAD_EMAILS),
-                       _emails(rng, customers))
-    phone = pc.if_else(pa.array(broken["phone_number"]), _pick(rng, n, _BAD_PHONES),
-                       _phones(rng, customers))
-    shipped = pc.if_else(pa.array(broken["occurred_at"]), _pick(rng, n, _BAD_TIMES),
-                         _timestamps(rng, n))
+    customer_id = pc.if_else(
+        pa.array(broken["external_id"]), pa.scalar("c-" + "x" * 300), customer_id
+    )
+    email = pc.if_else(
+        pa.array(broken["email"]), _pick(rng, n, _BAD_EMAILS), _emails(rng, customers)
+    )
+    phone = pc.if_else(
+        pa.array(broken["phone_number"]), _pick(rng, n, _BAD_PHONES), _phones(rng, customers)
+    )
+    shipped = pc.if_else(
+        pa.array(broken["occurred_at"]), _pick(rng, n, _BAD_TIMES), _timestamps(rng, n)
+    )
     total = np.round(rng.gamma(2.0, 40.0, n), 2)
     total[broken["properties"]] = np.inf
     total_null = (rng.random(n) < 0.03) & ~broken["properties"]
     items_null = rng.random(n) < 0.05
     null_text = pa.scalar(None, pa.string())
-    return pa.table({
-        "order_id": _join("o-", _text(pa.array(np.arange(start, start + n)))),
-        "customer_id": pc.if_else(pa.array(no_id), null_text, customer_id),
-        "email": pc.if_else(pa.array(has_email), email, null_text),
-        "phone": pc.if_else(pa.array(has_phone), phone, null_text),
-        "first_name": _pick(rng, n, _FIRST),
-        "last_name": _pick(rng, n, _LAST),
-        "shipped_at": shipped,
-        "order_total": pa.array(total, mask=total_null),
-        "item_count": pa.array(rng.integers(1, 9, n), mask=items_null),
-        "gift": pa.array(rng.random(n) < 0.1),
-        "currency": _pick(rng, n, ["USD"] * 8 + ["EUR", "GBP"]),
-    })
+    return pa.table(
+        {
+            "order_id": _join("o-", _text(pa.array(np.arange(start, start + n)))),
+            "customer_id": pc.if_else(pa.array(no_id), null_text, customer_id),
+            "email": pc.if_else(pa.array(has_email), email, null_text),
+            "phone": pc.if_else(pa.array(has_phone), phone, null_text),
+            "first_name": _pick(rng, n, _FIRST),
+            "last_name": _pick(rng, n, _LAST),
+            "shipped_at": shipped,
+            "order_total": pa.array(total, mask=total_null),
+            "item_count": pa.array(rng.integers(1, 9, n), mask=items_null),
+            "gift": pa.array(rng.random(n) < 0.1),
+            "currency": _pick(rng, n, ["USD"] * 8 + ["EUR", "GBP"]),
+        }
+    )
 
 
 def groups(rows: int) -> Iterator[pa.Table]:
@@ -280,8 +423,13 @@ def pipeline(source: Path, name: str, chunk_size: int = 50_000) -> Path:
                 "default_region": "US",
                 "properties": {"first_name": "first_name", "last_name": "last_name"},
             },
-            "properties": {"order_id": "order_id", "total": "order_total",
-                           "items": "item_count", "gift": "gift", "currency": "currency"},
+            "properties": {
+                "order_id": "order_id",
+                "total": "order_total",
+                "items": "item_count",
+                "gift": "gift",
+                "currency": "currency",
+            },
         },
         "destination": {"store_id": STORE, "token": "unused"},
         "state": f"{name}_state.db",
@@ -296,8 +444,9 @@ def main() -> None:
     print(f"{table.num_rows:,} rows, {table.nbytes / 1e6:,.0f} MB in memory")
     for name in ("customer_id", "email", "phone", "order_total", "item_count"):
         column = table[name]
-        print(f"  {name}: {column.null_count:,} null, "
-              f"{pc.count_distinct(column).as_py():,} distinct")
+        print(
+            f"  {name}: {column.null_count:,} null, {pc.count_distinct(column).as_py():,} distinct"
+        )
     print(table.slice(0, 8).to_pandas().to_string())
 
 

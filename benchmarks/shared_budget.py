@@ -46,13 +46,31 @@ START_DELAY_S = 1.0  # after every worker is ready: one common start
 ACQUISITIONS = 1000
 
 
-def _worker(index: int, base_url: str, token: str, budget: dict[str, str], ready: Any,
-            start: Any, duration: float) -> None:
-    destination = Destination(store_id="bench-fleet", token=token, base_url=base_url,
-                              rate_limit=RATE, concurrency=8, timeout=10, max_retries=2,
-                              rate_limit_url=budget.get("redis"))
-    mine = [Event(f"w{index}-{e.id}", e.body.replace(b'"bench-', f'"w{index}-'.encode()),
-                  e.payload_hash) for e in events(int(RATE * duration) + 50)]
+def _worker(
+    index: int,
+    base_url: str,
+    token: str,
+    budget: dict[str, str],
+    ready: Any,
+    start: Any,
+    duration: float,
+) -> None:
+    destination = Destination(
+        store_id="bench-fleet",
+        token=token,
+        base_url=base_url,
+        rate_limit=RATE,
+        concurrency=8,
+        timeout=10,
+        max_retries=2,
+        rate_limit_url=budget.get("redis"),
+    )
+    mine = [
+        Event(
+            f"w{index}-{e.id}", e.body.replace(b'"bench-', f'"w{index}-'.encode()), e.payload_hash
+        )
+        for e in events(int(RATE * duration) + 50)
+    ]
 
     async def until_the_end() -> AsyncIterator[Event]:
         for event in mine:
@@ -80,8 +98,10 @@ def _sweep(kind: str, budget: dict[str, str], duration: float) -> None:
             context = multiprocessing.get_context("spawn")
             ready, start = context.Barrier(count + 1), context.Value("d", 0.0)
             processes = [
-                context.Process(target=_worker, args=(
-                    i, server.base_url, server.token, budget, ready, start, duration))
+                context.Process(
+                    target=_worker,
+                    args=(i, server.base_url, server.token, budget, ready, start, duration),
+                )
                 for i in range(count)
             ]
             for process in processes:
@@ -95,9 +115,12 @@ def _sweep(kind: str, budget: dict[str, str], duration: float) -> None:
         # Achieved over the steady part: from the first request, for duration - 1 s.
         steady = [t for t in times if t < times[0] + duration - 1] if times else []
         achieved = len(steady) / (duration - 1) / RATE
-        print(f"{kind:8} N={count}: {len(times)} requests, achieved / limit {achieved:.3f} "
-              f"(first {duration - 1:.0f} s), 429s {stats['status_counts'].get('429', 0)}, "
-              f"max in any 1 s {max_in_window(times)} (limit {RATE:.0f})", flush=True)
+        print(
+            f"{kind:8} N={count}: {len(times)} requests, achieved / limit {achieved:.3f} "
+            f"(first {duration - 1:.0f} s), 429s {stats['status_counts'].get('429', 0)}, "
+            f"max in any 1 s {max_in_window(times)} (limit {RATE:.0f})",
+            flush=True,
+        )
 
 
 def _latency(kind: str, limiter: SharedLimiter) -> None:
@@ -112,8 +135,10 @@ def _latency(kind: str, limiter: SharedLimiter) -> None:
     took = sorted(asyncio.run(measure()))
     limiter.close()
     p50, p99 = statistics.median(took), took[int(len(took) * 0.99) - 1]
-    print(f"{kind:8} one acquisition: p50 {p50:.2f} ms, p99 {p99:.2f} ms "
-          f"({ACQUISITIONS} in a row)", flush=True)
+    print(
+        f"{kind:8} one acquisition: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({ACQUISITIONS} in a row)",
+        flush=True,
+    )
 
 
 def main() -> None:

@@ -77,14 +77,14 @@ def main() -> None:
 
         started = time.perf_counter()
         for start in range(0, events, CHUNK):
-            batch = _events(delivered[start:start + CHUNK], start)
+            batch = _events(delivered[start : start + CHUNK], start)
             store.record_many(PIPELINE, run, (Outcome(e, Status.DELIVERED, 1) for e in batch))
         recorded_s = time.perf_counter() - started
 
         to_send = 0
         diff_s = 0.0
         for start in range(0, events, CHUNK):
-            batch = _events(delivered[start:start + CHUNK], start)  # made outside the timing
+            batch = _events(delivered[start : start + CHUNK], start)  # made outside the timing
             started = time.perf_counter()
             known = store.known(PIPELINE, [e.id for e in batch])
             to_send += sum(known.get(e.id) != (e.payload_hash, Status.DELIVERED) for e in batch)
@@ -96,12 +96,18 @@ def main() -> None:
         size = sum(p.stat().st_size for p in Path(folder).iterdir())
 
     assert to_send == 0, f"{to_send} unchanged events were judged changed"
-    print(f"record_many: {events:,} delivered events in {recorded_s:.1f}s "
-          f"({events / recorded_s:,.0f}/s)")
-    print(f"diff: {events:,} unchanged events judged in {diff_s:.1f}s "
-          f"({events / diff_s:,.0f}/s), 0 to send")
-    print(f"record: {AWAITED:,} outcomes awaited by {WORKERS} workers in {awaited_s:.1f}s "
-          f"({AWAITED / awaited_s:,.0f}/s, {commits:,} commits)")
+    print(
+        f"record_many: {events:,} delivered events in {recorded_s:.1f}s "
+        f"({events / recorded_s:,.0f}/s)"
+    )
+    print(
+        f"diff: {events:,} unchanged events judged in {diff_s:.1f}s "
+        f"({events / diff_s:,.0f}/s), 0 to send"
+    )
+    print(
+        f"record: {AWAITED:,} outcomes awaited by {WORKERS} workers in {awaited_s:.1f}s "
+        f"({AWAITED / awaited_s:,.0f}/s, {commits:,} commits)"
+    )
     print(f"state file: {size / 1e6:.0f} MB ({size / events:.0f} bytes/event)")
 
 

@@ -33,10 +33,21 @@ WORKERS = (1, 2, 4, 8)
 
 
 def _fleet(count: int, rows: int) -> None:
-    with postgres_state() as state, start_sandbox(SandboxConfig(rate_limit=RATE)) as server, \
-            tempfile.TemporaryDirectory() as folder:
-        file = orders_project(Path(folder), "bench_workers", server.base_url, server.token,
-                              rows, state, rate_limit=RATE, concurrency=8)
+    with (
+        postgres_state() as state,
+        start_sandbox(SandboxConfig(rate_limit=RATE)) as server,
+        tempfile.TemporaryDirectory() as folder,
+    ):
+        file = orders_project(
+            Path(folder),
+            "bench_workers",
+            server.base_url,
+            server.token,
+            rows,
+            state,
+            rate_limit=RATE,
+            concurrency=8,
+        )
         definition = yaml.safe_load(file.read_text())
         definition["workers"] = {"lease": 30, "shards": 8}
         file.write_text(yaml.safe_dump(definition))
@@ -52,10 +63,13 @@ def _fleet(count: int, rows: int) -> None:
     # n requests spaced 1/rate apart take (n - 1) / rate seconds from first to last.
     achieved = (len(times) - 1) / span / RATE if span else 0.0
     twice = sum(n - 1 for n in stats["receipts"].values())
-    print(f"N={count}: {len(times)} requests, achieved / limit {achieved:.3f}, "
-          f"429s {stats['status_counts'].get('429', 0)}, max in any 1 s {max_in_window(times)} "
-          f"(limit {RATE:.0f}), stored {stats['count']}/{rows}, sent twice {twice}, "
-          f"exit codes {codes}, fleet wall time {wall:.1f} s", flush=True)
+    print(
+        f"N={count}: {len(times)} requests, achieved / limit {achieved:.3f}, "
+        f"429s {stats['status_counts'].get('429', 0)}, max in any 1 s {max_in_window(times)} "
+        f"(limit {RATE:.0f}), stored {stats['count']}/{rows}, sent twice {twice}, "
+        f"exit codes {codes}, fleet wall time {wall:.1f} s",
+        flush=True,
+    )
 
 
 def main() -> None:

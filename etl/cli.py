@@ -32,8 +32,13 @@ from etl.sandbox.command import sandbox_command
 from etl.watch import running_line
 
 PIPELINE = click.argument("pipeline_file", metavar="PIPELINE.yaml", type=click.Path(dir_okay=False))
-PIPELINES = click.argument("pipeline_files", metavar="PIPELINE.yaml...", nargs=-1, required=True,
-                           type=click.Path(dir_okay=False))
+PIPELINES = click.argument(
+    "pipeline_files",
+    metavar="PIPELINE.yaml...",
+    nargs=-1,
+    required=True,
+    type=click.Path(dir_okay=False),
+)
 
 
 def _configure_logging(verbose: bool, log_format: str | None = None) -> None:
@@ -48,8 +53,14 @@ def _verbose(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
         _configure_logging(True)
 
 
-VERBOSE = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=_verbose,
-                       help="Log debug details (never tokens or unmasked PII).")
+VERBOSE = click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    expose_value=False,
+    callback=_verbose,
+    help="Log debug details (never tokens or unmasked PII).",
+)
 
 
 def _outcome(command: Callable[[], int]) -> int:
@@ -78,8 +89,13 @@ def _error(line: str) -> None:
 def _summary(report: RunReport) -> None:
     """The end-of-run summary: a table, or one JSON log line with `--log-format json`."""
     if json_logs():
-        logging.getLogger("etl").info("%s: %s %s", report.pipeline, report.mode, report.outcome,
-                                      extra={"summary": report.to_dict()})
+        logging.getLogger("etl").info(
+            "%s: %s %s",
+            report.pipeline,
+            report.mode,
+            report.outcome,
+            extra={"summary": report.to_dict()},
+        )
     else:
         print_summary(report)
 
@@ -126,7 +142,9 @@ def _timestamp_or_number(
     except ValueError:
         raise click.BadParameter(
             f"{value!r} is neither an ISO 8601 timestamp (2024-03-01 or 2024-03-01T12:30:00Z) "
-            "nor a number", param=param) from None
+            "nor a number",
+            param=param,
+        ) from None
     return value
 
 
@@ -154,10 +172,16 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="yotpo-events-etl", prog_name="etl")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Log debug details (never tokens or unmasked PII).")
-@click.option("--log-format", type=click.Choice(LOG_FORMATS), default="text", show_default=True,
-              help="json: every log, progress and summary line as one JSON object on stderr.")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Log debug details (never tokens or unmasked PII)."
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="json: every log, progress and summary line as one JSON object on stderr.",
+)
 def main(verbose: bool, log_format: str) -> None:
     """Backfill and sync historical customer events into Yotpo.
 
@@ -198,35 +222,81 @@ rejected rows in .etl/rejects/<pipeline>/<run id>.csv."""
 @main.command("run", epilog=_RUN_EPILOG)
 @PIPELINES
 @VERBOSE
-@click.option("--dry-run", is_flag=True,
-              help="Do everything but HTTP; nothing is written to state.")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="With --dry-run: write the bodies that would be sent, one JSON per line.")
+@click.option(
+    "--dry-run", is_flag=True, help="Do everything but HTTP; nothing is written to state."
+)
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --dry-run: write the bodies that would be sent, one JSON per line.",
+)
 @click.option("--limit", type=click.IntRange(min=1), help="Read at most N source rows.")
-@click.option("--since", callback=_timestamp_or_number, metavar="TIMESTAMP|NUMBER",
-              help="Incremental: only rows whose cursor is greater than this (overrides the "
-                   "watermark). ISO 8601 (2024-03-01, 2024-03-01T12:30:00Z) or a number.")
-@click.option("--until", callback=_timestamp_or_number, metavar="TIMESTAMP|NUMBER",
-              help="Incremental: only rows whose cursor is at most this; same format as --since.")
+@click.option(
+    "--since",
+    callback=_timestamp_or_number,
+    metavar="TIMESTAMP|NUMBER",
+    help="Incremental: only rows whose cursor is greater than this (overrides the "
+    "watermark). ISO 8601 (2024-03-01, 2024-03-01T12:30:00Z) or a number.",
+)
+@click.option(
+    "--until",
+    callback=_timestamp_or_number,
+    metavar="TIMESTAMP|NUMBER",
+    help="Incremental: only rows whose cursor is at most this; same format as --since.",
+)
 @click.option("--full-refresh", is_flag=True, help="Ignore state: resend every event.")
-@click.option("--retry-rejected", is_flag=True,
-              help="Resend the events the API rejected before (after you fixed the cause), first.")
-@click.option("--report-json", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the run summary as JSON to this path.")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), metavar="N",
-              help="Serve Prometheus metrics on http://HOST:N/metrics while the run lasts.")
-@click.option("--metrics-host", default="127.0.0.1", show_default=True,
-              help="Address the metrics server binds (0.0.0.0 to scrape from another pod).")
-@click.option("--progress-interval", type=click.FloatRange(min=0.1), default=10.0,
-              show_default=True, metavar="SECONDS",
-              help="Seconds between progress log lines when not on a terminal.")
-@click.option("--partition", metavar="K/N", callback=_partition,
-              help="Take only the stores whose hash mod N is K (e.g. a Job's completion index).")
+@click.option(
+    "--retry-rejected",
+    is_flag=True,
+    help="Resend the events the API rejected before (after you fixed the cause), first.",
+)
+@click.option(
+    "--report-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the run summary as JSON to this path.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="N",
+    help="Serve Prometheus metrics on http://HOST:N/metrics while the run lasts.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the metrics server binds (0.0.0.0 to scrape from another pod).",
+)
+@click.option(
+    "--progress-interval",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between progress log lines when not on a terminal.",
+)
+@click.option(
+    "--partition",
+    metavar="K/N",
+    callback=_partition,
+    help="Take only the stores whose hash mod N is K (e.g. a Job's completion index).",
+)
 @_each_file
-def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: int | None,
-                since: str | None, until: str | None, full_refresh: bool, retry_rejected: bool,
-                report_json: Path | None, metrics_port: int | None, metrics_host: str,
-                progress_interval: float, partition: Partition | None) -> int:
+def run_command(
+    pipeline_file: str,
+    dry_run: bool,
+    output: Path | None,
+    limit: int | None,
+    since: str | None,
+    until: str | None,
+    full_refresh: bool,
+    retry_rejected: bool,
+    report_json: Path | None,
+    metrics_port: int | None,
+    metrics_host: str,
+    progress_interval: float,
+    partition: Partition | None,
+) -> int:
     """Extract, validate, transform and load one or more pipelines.
 
     Resumable: rerun after any stop and it continues; unchanged events are skipped.
@@ -243,11 +313,20 @@ def run_command(pipeline_file: str, dry_run: bool, output: Path | None, limit: i
         click.echo(skip)
         return 0
     pipeline = load_pipeline(pipeline_file)
-    options = RunOptions(dry_run=dry_run, output=output, limit=limit, since=since, until=until,
-                         full_refresh=full_refresh, retry_rejected=retry_rejected,
-                         metrics_port=metrics_port, metrics_host=metrics_host,
-                         progress_interval=progress_interval,
-                         progress=False if json_logs() else None, stores=partition)
+    options = RunOptions(
+        dry_run=dry_run,
+        output=output,
+        limit=limit,
+        since=since,
+        until=until,
+        full_refresh=full_refresh,
+        retry_rejected=retry_rejected,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
+        progress_interval=progress_interval,
+        progress=False if json_logs() else None,
+        stores=partition,
+    )
     try:
         report = run(pipeline, options)
     except EtlError as exc:
@@ -278,13 +357,19 @@ def validate_command(pipeline_file: str) -> int:
     """
     report, examples = validate_pipeline(load_pipeline(pipeline_file))
     console = Console(file=sys.stdout, highlight=False)
-    console.print(f"{report.pipeline}: {report.extracted:,} rows read, {report.valid:,} valid, "
-                  f"{report.rejected:,} rejected")
+    console.print(
+        f"{report.pipeline}: {report.extracted:,} rows read, {report.valid:,} valid, "
+        f"{report.rejected:,} rejected"
+    )
     types = Table("column", "read as", "sent as (JSON)", "nulls", title="column types")
     for column in report.columns:
         how = "declared" if column["declared"] else "inferred"
-        types.add_row(column["column"], f"{column['read_as']} ({how})", column["sent_as"],
-                      f"{column['nulls']:,}")
+        types.add_row(
+            column["column"],
+            f"{column['read_as']} ({how})",
+            column["sent_as"],
+            f"{column['nulls']:,}",
+        )
     console.print(types)
     if report.rejected:
         table = Table("rule", "rows", "examples (masked)")
@@ -319,23 +404,41 @@ def status_command(pipeline_file: str, as_json: bool) -> int:
     console = Console(file=sys.stdout, highlight=False)
     console.print(f"{report.pipeline}: events {_totals(report.totals)}")
     for destination in report.destinations:
-        console.print(f"  {destination.base_url or '(no destination)'} store "
-                      f"{destination.store_id or '-'}: events {_totals(destination.totals)}; "
-                      f"watermark {destination.watermark}")
+        console.print(
+            f"  {destination.base_url or '(no destination)'} store "
+            f"{destination.store_id or '-'}: events {_totals(destination.totals)}; "
+            f"watermark {destination.watermark}"
+        )
     for line in filter(None, (running_line(record.summary or {}) for record in report.runs)):
         console.print(line)
-    runs = Table("run", "store", "started", "ended", "exit", "extracted", "delivered", "rejected",
-                 "failed", "skipped", "pending", title="recent runs")
+    runs = Table(
+        "run",
+        "store",
+        "started",
+        "ended",
+        "exit",
+        "extracted",
+        "delivered",
+        "rejected",
+        "failed",
+        "skipped",
+        "pending",
+        title="recent runs",
+    )
     for record in report.runs:
         s = record.summary or {}
-        runs.add_row(str(record.id), record.store_id or "",
-                     f"{record.started_at:%Y-%m-%d %H:%M:%S}",
-                     f"{record.ended_at:%Y-%m-%d %H:%M:%S}" if record.ended_at
-                     else "running / killed",
-                     "" if record.exit_code is None else str(record.exit_code),
-                     *(str(s.get(key, "")) for key in
-                       ("extracted", "delivered", "rejected", "failed", "skipped_unchanged")),
-                     str(_pending(s)))
+        runs.add_row(
+            str(record.id),
+            record.store_id or "",
+            f"{record.started_at:%Y-%m-%d %H:%M:%S}",
+            f"{record.ended_at:%Y-%m-%d %H:%M:%S}" if record.ended_at else "running / killed",
+            "" if record.exit_code is None else str(record.exit_code),
+            *(
+                str(s.get(key, ""))
+                for key in ("extracted", "delivered", "rejected", "failed", "skipped_unchanged")
+            ),
+            str(_pending(s)),
+        )
     console.print(runs)
     errors = Table("store", "event id", "error (masked)", "when", title="last errors")
     for destination in report.destinations:
@@ -348,8 +451,13 @@ def status_command(pipeline_file: str, as_json: bool) -> int:
 
 @main.command("report")
 @PIPELINE
-@click.option("--html", "html_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Write one self-contained HTML page (opens offline) to this path.")
+@click.option(
+    "--html",
+    "html_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write one self-contained HTML page (opens offline) to this path.",
+)
 @VERBOSE
 @_exits_cleanly
 def report_command(pipeline_file: str, html_file: Path) -> int:
@@ -367,8 +475,9 @@ def report_command(pipeline_file: str, html_file: Path) -> int:
     store = StateStore(pipeline.state_url)
     try:
         customer = pipeline.event.customer
-        history = load_history(store, pipeline.name, email=customer.email,
-                               phone=customer.phone_number)
+        history = load_history(
+            store, pipeline.name, email=customer.email, phone=customer.phone_number
+        )
     finally:
         store.close()
     size = write_report(history, html_file)
@@ -395,13 +504,23 @@ def _pending(summary: dict[str, Any]) -> int | str:
 @click.option("--table", help="SQL source: the table to read.")
 @click.option("--query", help="SQL source: the query to read (instead of --table).")
 @click.option("--name", help="The pipeline's name [default: from the file or table].")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
-              help="Where to write the pipeline [default: NAME.yaml here].")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the pipeline [default: NAME.yaml here].",
+)
 @click.option("--force", is_flag=True, help="Overwrite --output if it exists.")
 @VERBOSE
 @_exits_cleanly
-def init_command(source: str, table: str | None, query: str | None, name: str | None,
-                 output: Path | None, force: bool) -> int:
+def init_command(
+    source: str,
+    table: str | None,
+    query: str | None,
+    name: str | None,
+    output: Path | None,
+    force: bool,
+) -> int:
     """Write a starter pipeline for a CSV/Parquet path or a SQL URL (with --table or --query).
 
     Every column is listed, the mapping is guessed from names and types, each guess
@@ -420,8 +539,9 @@ def init_command(source: str, table: str | None, query: str | None, name: str | 
     text = scaffold(source, target, table=table, query=query, name=name)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {target}; check the guesses (comments), then: etl validate {target}",
-               err=True)
+    click.echo(
+        f"wrote {target}; check the guesses (comments), then: etl validate {target}", err=True
+    )
     return 0
 
 

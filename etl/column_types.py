@@ -29,13 +29,27 @@ from etl.definition import ColumnRef, Pipeline
 
 #: What pandas' infer_dtype calls an object column's values -> our type name.
 _INFERRED = {
-    "string": "string", "integer": "integer", "floating": "float", "mixed-integer-float": "float",
-    "decimal": "decimal", "boolean": "boolean", "datetime": "timestamp", "datetime64": "timestamp",
-    "date": "date", "bytes": "binary", "timedelta": "duration", "timedelta64": "duration",
+    "string": "string",
+    "integer": "integer",
+    "floating": "float",
+    "mixed-integer-float": "float",
+    "decimal": "decimal",
+    "boolean": "boolean",
+    "datetime": "timestamp",
+    "datetime64": "timestamp",
+    "date": "date",
+    "bytes": "binary",
+    "timedelta": "duration",
+    "timedelta64": "duration",
 }
 _JSON = {
-    "string": "string", "integer": "number", "float": "number", "decimal": "number",
-    "boolean": "boolean", "timestamp": "string (timestamp)", "date": "string (date)",
+    "string": "string",
+    "integer": "number",
+    "float": "number",
+    "decimal": "number",
+    "boolean": "boolean",
+    "timestamp": "string (timestamp)",
+    "date": "string (date)",
 }
 
 
@@ -77,8 +91,13 @@ class ColumnReport:
 
     def to_json(self) -> dict[str, Any]:
         """The `columns` entry of `--report-json`."""
-        return {"column": self.column, "read_as": self.read_as, "declared": self.declared,
-                "sent_as": self.sent_as, "nulls": self.nulls}
+        return {
+            "column": self.column,
+            "read_as": self.read_as,
+            "declared": self.declared,
+            "sent_as": self.sent_as,
+            "nulls": self.nulls,
+        }
 
 
 class ColumnTypes:
@@ -133,7 +152,8 @@ class ColumnTypes:
                 column,
                 _joined(self.read[column]) or "empty",
                 column in self.declared,
-                (_joined(self.json[column]) or "nothing (all null)") if column in self.sent
+                (_joined(self.json[column]) or "nothing (all null)")
+                if column in self.sent
                 else "not sent",
                 self.nulls[column],
             )
@@ -143,8 +163,9 @@ class ColumnTypes:
     def property_types(self) -> dict[str, str]:
         """Property name (customer properties as `customer.<name>`) -> the JSON type sent."""
         names = _property_columns(self.pipeline)
-        return {name: _joined(self.json[column]) for name, column in names.items()
-                if self.json[column]}
+        return {
+            name: _joined(self.json[column]) for name, column in names.items() if self.json[column]
+        }
 
 
 def _nulls_and_type(values: pd.Series, settled: str | None) -> tuple[int, str | None]:
@@ -159,7 +180,8 @@ def _nulls_and_type(values: pd.Series, settled: str | None) -> tuple[int, str | 
     # numpy's stubs take no None operand; an object array compares with it elementwise.
     missing = (
         np.equal(array, None)  # type: ignore[call-overload]
-        if inferred == "string" else pd.isna(array)
+        if inferred == "string"
+        else pd.isna(array)
     )
     return int(np.count_nonzero(missing)), inferred
 
@@ -167,8 +189,10 @@ def _nulls_and_type(values: pd.Series, settled: str | None) -> tuple[int, str | 
 def _property_columns(pipeline: Pipeline) -> dict[str, str]:
     """Property name (customer properties as `customer.<name>`) -> its column."""
     event = pipeline.event
-    return {**{f"customer.{n}": c for n, c in event.customer.properties.items()},
-            **event.properties}
+    return {
+        **{f"customer.{n}": c for n, c in event.customer.properties.items()},
+        **event.properties,
+    }
 
 
 def _joined(kinds: Counter[str]) -> str:

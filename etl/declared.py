@@ -43,8 +43,14 @@ _DATE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 _TRUE = frozenset({"true", "t", "yes", "1"})
 _FALSE = frozenset({"false", "f", "no", "0"})
 #: "a float", "an integer": how a reason names each type.
-ARTICLE = {"string": "a", "integer": "an", "float": "a", "boolean": "a", "timestamp": "a",
-           "date": "a"}
+ARTICLE = {
+    "string": "a",
+    "integer": "an",
+    "float": "a",
+    "boolean": "a",
+    "timestamp": "a",
+    "date": "a",
+}
 
 _INT64 = {pa.int64(): pd.Int64Dtype()}
 #: (the cast column, positions' mask of present values that do not fit)
@@ -84,7 +90,8 @@ def _is_text(values: pd.Series) -> bool:
     if pd.api.types.is_string_dtype(values.dtype) and values.dtype != object:
         return True
     return values.dtype == object and pd.api.types.infer_dtype(values, skipna=True) in (
-        "string", "empty"
+        "string",
+        "empty",
     )
 
 

@@ -112,8 +112,10 @@ class SourceSpec(_Frozen):
             if self.url or self.query:
                 raise ValueError(f"source: url/query do not apply to a {self.type} source")
             if self.count:
-                raise ValueError(f"source.count: applies to sql only (a {self.type} source's size "
-                                 "is known without it)")
+                raise ValueError(
+                    f"source.count: applies to sql only (a {self.type} source's size "
+                    "is known without it)"
+                )
         else:
             if not self.url or not self.query:
                 raise ValueError("source: a sql source needs both url and query")
@@ -258,8 +260,10 @@ class Destination(_Frozen):
         if len(given) > 1:
             raise ValueError("destination: give credentials or token_file, not both")
         if given and not isinstance(self.store_id, ColumnRef):
-            raise ValueError(f"destination.{given[0]}: applies to store_id: {{column: name}} "
-                             "(a constant store takes token or secret)")
+            raise ValueError(
+                f"destination.{given[0]}: applies to store_id: {{column: name}} "
+                "(a constant store takes token or secret)"
+            )
         return self
 
     @property
@@ -317,10 +321,18 @@ class Workers(_Frozen):
     through a PostgreSQL state; each holds partitions (store, shard) for `lease` seconds
     at a time, renewed every third of it."""
 
-    lease: float = Field(default=30.0, ge=1.0, le=3600.0,
-                         description="seconds a worker holds a partition without renewing it")
-    shards: int = Field(default=8, ge=1, le=1024,
-                        description="partitions per store: how many workers one store can use")
+    lease: float = Field(
+        default=30.0,
+        ge=1.0,
+        le=3600.0,
+        description="seconds a worker holds a partition without renewing it",
+    )
+    shards: int = Field(
+        default=8,
+        ge=1,
+        le=1024,
+        description="partitions per store: how many workers one store can use",
+    )
 
 
 class Pipeline(_Frozen):
@@ -339,8 +351,10 @@ class Pipeline(_Frozen):
     @model_validator(mode="after")
     def _workers_share_a_server(self) -> Pipeline:
         if self.workers is not None and not self.state_url.startswith("postgresql"):
-            raise ValueError("workers: leased work needs a PostgreSQL state "
-                             "(state: postgresql+psycopg://...), where every worker meets")
+            raise ValueError(
+                "workers: leased work needs a PostgreSQL state "
+                "(state: postgresql+psycopg://...), where every worker meets"
+            )
         return self
 
     def require(self, command: str) -> None:
@@ -351,11 +365,18 @@ class Pipeline(_Frozen):
         if "store_id" in needs and destination.store_id is None:
             key = "destination.store_id"
             problems.append((key, self.deferred.get(key, f"required for {command}")))
-        if "credentials" in needs and destination.token is None and destination.secret is None \
-                and not destination.per_store_credentials:
+        if (
+            "credentials" in needs
+            and destination.token is None
+            and destination.secret is None
+            and not destination.per_store_credentials
+        ):
             deferred = [(k, v) for k, v in self.deferred.items() if k != "destination.store_id"]
-            choices = "token, secret, credentials or token_file" if destination.store_column \
+            choices = (
+                "token, secret, credentials or token_file"
+                if destination.store_column
                 else "token or secret"
+            )
             missing = ("destination", f"give {choices} (required for {command})")
             problems += deferred or [missing]
         if problems:
@@ -515,8 +536,11 @@ def parse_pipeline(path: str | os.PathLike[str]) -> Pipeline:
     except ValidationError as exc:
         described = (_describe(error) for error in exc.errors())
         # A key whose variable is missing already has its one line; pydantic's would repeat it.
-        problems.extend(item for item in _dedupe(described)
-                        if not any(_within(missing, item[0]) for missing in substitution.missing))
+        problems.extend(
+            item
+            for item in _dedupe(described)
+            if not any(_within(missing, item[0]) for missing in substitution.missing)
+        )
         pipeline = None
     if problems:
         raise DefinitionError(file, problems)

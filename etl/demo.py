@@ -38,14 +38,25 @@ def main() -> int:
             command = f"etl run pipelines/{name}.yaml --limit {ROWS_PER_PIPELINE} --full-refresh"
             print(f"\n$ {command}", flush=True)
             result = subprocess.run(
-                [sys.executable, "-m", "etl", "run", str(file), "--limit", str(ROWS_PER_PIPELINE),
-                 "--full-refresh"],
-                env=env, check=False,
+                [
+                    sys.executable,
+                    "-m",
+                    "etl",
+                    "run",
+                    str(file),
+                    "--limit",
+                    str(ROWS_PER_PIPELINE),
+                    "--full-refresh",
+                ],
+                env=env,
+                check=False,
             )
             worst = max(worst, result.returncode)
         stats = server.stats(STORE)
-        print(f"\nThe sandbox now holds {stats['count']} events for store {STORE!r}; "
-              f"answers by status: {stats['status_counts']}.")
+        print(
+            f"\nThe sandbox now holds {stats['count']} events for store {STORE!r}; "
+            f"answers by status: {stats['status_counts']}."
+        )
         for event in server.events(STORE)[:2]:
             print(f"  e.g. {mask_body(event)}")
     finally:

@@ -109,8 +109,9 @@ def load_history(
             for key in keys:
                 sums[key] += int(figures.get(key) or 0)
         if not run.summary.get("stores"):
-            sums = history.per_store.setdefault(str(run.summary.get("store") or "(store)"),
-                                                Counter())
+            sums = history.per_store.setdefault(
+                str(run.summary.get("store") or "(store)"), Counter()
+            )
             for key in keys:
                 sums[key] += int(run.count(key))
     history.examples = _examples(history.runs, email, phone)

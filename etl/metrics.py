@@ -67,7 +67,8 @@ class RunCollector:
         yield events
         if report.stores:  # many stores (SPEC §10): each store's outcomes, apart from the sum
             by_store = CounterMetricFamily(
-                "etl_store_events", "Events by store and outcome.",
+                "etl_store_events",
+                "Events by store and outcome.",
                 labels=["pipeline", "store", "outcome"],
             )
             for store, figures in list(report.stores.items()):

@@ -107,5 +107,7 @@ def not_mine(pipeline: Pipeline, partition: Partition) -> str | None:
     if not isinstance(store, str) or not store or partition.owns(store):
         return None
     owner = bucket(store, partition.count)
-    return (f"{pipeline.name}: partition {partition} does not own store {store!r} "
-            f"(its partition is {owner}/{partition.count}); nothing to read")
+    return (
+        f"{pipeline.name}: partition {partition} does not own store {store!r} "
+        f"(its partition is {owner}/{partition.count}); nothing to read"
+    )

@@ -1,10 +1,10 @@
 """Opening a pipeline, and the public entry points of a run (a façade over `etl.runner`).
 
-    >>> import etl
-    >>> pipeline = etl.load_pipeline("pipelines/orders_shipped.yaml")
-    >>> report = etl.run(pipeline, etl.RunOptions(dry_run=True))
-    >>> report.exit_code
-    1
+>>> import etl
+>>> pipeline = etl.load_pipeline("pipelines/orders_shipped.yaml")
+>>> report = etl.run(pipeline, etl.RunOptions(dry_run=True))
+>>> report.exit_code
+1
 """
 
 from __future__ import annotations
@@ -51,7 +51,10 @@ def _unsendable(pipeline: Pipeline, extractor: Any, available: set[str]) -> list
     if unsendable is None or not columns:
         return []
     return [
-        (keys[column], f"column {column!r} is of type {kind}, which no JSON value can carry "
-                       f"(map another column, or declare it in source.columns, e.g. string)")
+        (
+            keys[column],
+            f"column {column!r} is of type {kind}, which no JSON value can carry "
+            f"(map another column, or declare it in source.columns, e.g. string)",
+        )
         for column, kind in unsendable(columns).items()
     ]

@@ -148,10 +148,12 @@ class RunReport:
 
     def end_line(self) -> str:
         """The one INFO line that closes a run, for a host application's log."""
-        return (f"{self.pipeline}: {self.mode} {self.outcome} (exit {self.exit_code}): "
-                f"extracted {self.extracted:,}, valid {self.valid:,}, rejected {self.rejected:,}, "
-                f"skipped {self.skipped_unchanged:,}, delivered {self.delivered:,}, "
-                f"failed {self.failed:,} in {self.duration_s:,.1f}s")
+        return (
+            f"{self.pipeline}: {self.mode} {self.outcome} (exit {self.exit_code}): "
+            f"extracted {self.extracted:,}, valid {self.valid:,}, rejected {self.rejected:,}, "
+            f"skipped {self.skipped_unchanged:,}, delivered {self.delivered:,}, "
+            f"failed {self.failed:,} in {self.duration_s:,.1f}s"
+        )
 
 
 def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
@@ -165,8 +167,10 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
         ("valid", report.valid),
         ("rejected", report.rejected),
         *((f"  rejected: {rule}", n) for rule, n in sorted(report.rejected_by_rule.items())),
-        *((f"  type changed: {c['property']}", f"{c['before']} -> {c['after']}")
-          for c in report.type_changes),
+        *(
+            (f"  type changed: {c['property']}", f"{c['before']} -> {c['after']}")
+            for c in report.type_changes
+        ),
         ("skipped (unchanged)", report.skipped_unchanged),
         ("retried from last run", report.retried_from_last_run),
     ]
@@ -181,8 +185,10 @@ def print_summary(report: RunReport, stream: TextIO | None = None) -> None:
     if report.stores:
         aborted = [store for store, figures in report.stores.items() if figures.get("aborted")]
         rows.append(("stores", f"{len(report.stores)} ({len(aborted)} aborted)"))
-        rows += [(f"  aborted: {store}", mask_free_text(str(report.stores[store]["aborted"])))
-                 for store in aborted]
+        rows += [
+            (f"  aborted: {store}", mask_free_text(str(report.stores[store]["aborted"])))
+            for store in aborted
+        ]
     if report.error:
         rows.append(("stopped because", report.error))
     if report.last_error:

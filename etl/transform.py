@@ -320,9 +320,7 @@ def _member(name: str, value: Parts | None) -> Parts:
 class Transformer:
     """Turns validated, normalised rows into Events for one event definition."""
 
-    def __init__(
-        self, event: EventSpec, store_id: str, store_column: str | None = None
-    ) -> None:
+    def __init__(self, event: EventSpec, store_id: str, store_column: str | None = None) -> None:
         self.event = event
         self.store_id = store_id
         self.store_column = store_column  # each row's store (SPEC §10), hashed like a constant

@@ -569,16 +569,17 @@ class Validator:
         def reasons(positions: np.ndarray) -> pd.Series:
             rows = table.iloc[positions].itertuples(index=False, name=None)  # iterrows: 1 ms/row
             return pd.Series(
-                ["; ".join(p + v for p, v in zip(table.columns, row, strict=True)
-                           if isinstance(v, str))
-                 for row in rows]
+                [
+                    "; ".join(
+                        p + v for p, v in zip(table.columns, row, strict=True) if isinstance(v, str)
+                    )
+                    for row in rows
+                ]
             )
 
         return _Check(ok, reasons)
 
-    def _id_column(
-        self, column: str, chunk: pd.DataFrame, normal: dict[str, pd.Series]
-    ) -> _Check:
+    def _id_column(self, column: str, chunk: pd.DataFrame, normal: dict[str, pd.Series]) -> _Check:
         text, ok = _id_text(chunk[column], allow_whole_floats=True)
         normal[column] = text
         good = _mask(ok & text.str.len().between(1, MAX_LENGTH))

@@ -79,12 +79,13 @@ class LeasedWork:
         self.run_id = run_id
         self.lease_s = settings.lease
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.engine = sa.create_engine(url, pool_size=4, pool_pre_ping=True,
-                                       hide_parameters=True)
-        self.board = LeaseBoard(self.engine, scope.pipeline, scope.base_url, self.worker,
-                                self.lease_s)
-        self.queue = WorkQueue(self.engine, scope.pipeline, scope.base_url, self.worker,
-                               settings.shards)
+        self.engine = sa.create_engine(url, pool_size=4, pool_pre_ping=True, hide_parameters=True)
+        self.board = LeaseBoard(
+            self.engine, scope.pipeline, scope.base_url, self.worker, self.lease_s
+        )
+        self.queue = WorkQueue(
+            self.engine, scope.pipeline, scope.base_url, self.worker, settings.shards
+        )
         self.held: dict[tuple[str, int], _Held] = {}
         self.reader: _Held | None = None
         self.refused = 0  # outcomes the epoch check refused
@@ -99,8 +100,13 @@ class LeasedWork:
     async def __aenter__(self) -> LeasedWork:
         self.lost = asyncio.get_running_loop().create_future()
         round_ = await self._db("join", self.board.join)
-        log.info("%s: worker %s joined round %d (lease %g s)", self.scope.pipeline, self.worker,
-                 round_, self.lease_s)
+        log.info(
+            "%s: worker %s joined round %d (lease %g s)",
+            self.scope.pipeline,
+            self.worker,
+            round_,
+            self.lease_s,
+        )
         self._writer = GroupWriter(self._write)
         self._keeper = asyncio.create_task(self._keep())
         return self
@@ -114,8 +120,11 @@ class LeasedWork:
         try:
             await asyncio.to_thread(self.board.leave)
         except sa.exc.SQLAlchemyError as exc:  # the leases expire by themselves
-            log.warning("%s: could not give the leases back: %s", self.scope.pipeline,
-                        str(exc).splitlines()[0])
+            log.warning(
+                "%s: could not give the leases back: %s",
+                self.scope.pipeline,
+                str(exc).splitlines()[0],
+            )
         finally:
             self.engine.dispose()
 
@@ -216,8 +225,11 @@ class LeasedWork:
             refused = self.queue.record(rows)
         if refused:
             self.refused += refused
-            log.warning("%s: %d outcomes refused: their partition has a newer holder",
-                        self.scope.pipeline, refused)
+            log.warning(
+                "%s: %d outcomes refused: their partition has a newer holder",
+                self.scope.pipeline,
+                refused,
+            )
 
     # -- the keeper ---------------------------------------------------------------
     async def _keep(self) -> None:
@@ -227,8 +239,9 @@ class LeasedWork:
             try:
                 await self._cycle()
             except sa.exc.SQLAlchemyError as exc:  # retried; the deadlines stop us if it lasts
-                log.warning("%s: could not renew leases: %s", self.scope.pipeline,
-                            str(exc).splitlines()[0])
+                log.warning(
+                    "%s: could not renew leases: %s", self.scope.pipeline, str(exc).splitlines()[0]
+                )
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.lease_s / 3)
@@ -257,15 +270,18 @@ class LeasedWork:
         await self._rebalance(progress)
 
     async def _rebalance(self, progress: Progress) -> None:
-        idle = [h for key, h in self.held.items()
-                if h.in_flight == 0 and not h.buffer and (h.releasing or key not in progress.work)]
+        idle = [
+            h
+            for key, h in self.held.items()
+            if h.in_flight == 0 and not h.buffer and (h.releasing or key not in progress.work)
+        ]
         if idle:
             await asyncio.to_thread(self.board.release, [h.lease for h in idle])
             for held in idle:
                 del self.held[held.lease.partition]
         share = math.ceil(len(progress.work) / max(progress.live_workers, 1))
         working = [h for key, h in self.held.items() if key in progress.work and not h.releasing]
-        for held in sorted(working, key=lambda h: h.in_flight)[:max(len(working) - share, 0)]:
+        for held in sorted(working, key=lambda h: h.in_flight)[: max(len(working) - share, 0)]:
             held.releasing = True
             held.buffer.clear()  # not sent here: the next holder takes them from the queue
         started = time.monotonic()
@@ -275,6 +291,7 @@ class LeasedWork:
 
     async def _db(self, doing: str, function: Callable[..., T], *args: Any) -> T:
         """A call of the lease board or queue in a thread; its errors as `StateError`."""
+
         def call() -> T:
             with state_errors(self.url, doing):
                 return function(*args)
@@ -289,8 +306,10 @@ class LeasedWork:
         """True while `held` is within its deadline; past it, this worker stops for good."""
         if time.monotonic() < held.deadline:
             return True
-        self._lose(f"its leases ran out ({self.lease_s:g} s) before they could be renewed: "
-                   "the process was stopped or cut off from the state database for longer")
+        self._lose(
+            f"its leases ran out ({self.lease_s:g} s) before they could be renewed: "
+            "the process was stopped or cut off from the state database for longer"
+        )
         return False
 
     def _lose(self, why: str) -> None:
@@ -298,6 +317,9 @@ class LeasedWork:
         self.held.clear()
         self.reader = None
         if self.lost is not None and not self.lost.done():
-            self.lost.set_exception(LeaseLost(
-                f"worker {self.worker} stopped: {why}; it sends nothing more and its "
-                "partitions went to the other workers (rerun to rejoin)"))
+            self.lost.set_exception(
+                LeaseLost(
+                    f"worker {self.worker} stopped: {why}; it sends nothing more and its "
+                    "partitions went to the other workers (rerun to rejoin)"
+                )
+            )

@@ -25,8 +25,28 @@ import pyarrow.parquet as pq
 HERE = Path(__file__).resolve().parent
 SEED = 20240301
 START = pd.Timestamp("2024-03-01T00:00:00Z")
-FIRST_NAMES = ["Ann", "Bob", "Chloé", "Dmitri", "Eve", "Farah", "Grace", "Hiro", "Ines", "José",
-               "Kofi", "Lena", "Mateo", "Noor", "Olu", "Priya", "Quinn", "Rosa", "Sven", "Yuki"]
+FIRST_NAMES = [
+    "Ann",
+    "Bob",
+    "Chloé",
+    "Dmitri",
+    "Eve",
+    "Farah",
+    "Grace",
+    "Hiro",
+    "Ines",
+    "José",
+    "Kofi",
+    "Lena",
+    "Mateo",
+    "Noor",
+    "Olu",
+    "Priya",
+    "Quinn",
+    "Rosa",
+    "Sven",
+    "Yuki",
+]
 DOMAINS = ["gmail.com", "Example.COM", "outlook.com", "yahoo.com", "fastmail.fm", "proton.me"]
 AREA_CODES = ["212", "310", "312", "415", "617", "206", "303", "512", "646", "702"]
 BAD_EMAILS = ["ann@", "bob.example.com", "carl@@mail.com", "dana@mail", "  @gmail.com"]
@@ -44,23 +64,28 @@ def customers(rng: np.random.Generator, n: int) -> pd.DataFrame:
     local = [f"{a}{str(x)[:3]}{str(x)[3:]}" for a, x in zip(area, line, strict=True)]
     styles = rng.integers(0, 3, n)
     phone = [
-        f"+1{digits}" if style == 0 else
-        f"({digits[:3]}) {digits[3:6]}-{digits[6:]}" if style == 1 else
-        f"{digits[:3]}.{digits[3:6]}.{digits[6:]}"
+        f"+1{digits}"
+        if style == 0
+        else f"({digits[:3]}) {digits[3:6]}-{digits[6:]}"
+        if style == 1
+        else f"{digits[:3]}.{digits[3:6]}.{digits[6:]}"
         for digits, style in zip(local, styles, strict=True)
     ]
-    return pd.DataFrame({
-        "customer_id": [f"cus_{x:05d}" for x in number],
-        "email": [
-            f"{_ascii(f).lower()}.{x}@{d}" for f, x, d in zip(first, number, domain, strict=True)
-        ],
-        "phone": phone,
-        "first_name": first,
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": [f"cus_{x:05d}" for x in number],
+            "email": [
+                f"{_ascii(f).lower()}.{x}@{d}"
+                for f, x, d in zip(first, number, domain, strict=True)
+            ],
+            "phone": phone,
+            "first_name": first,
+        }
+    )
 
 
 def _ascii(name: str) -> str:
-    """"Chloé" -> "chloe": most mailboxes are plain ASCII."""
+    """ "Chloé" -> "chloe": most mailboxes are plain ASCII."""
     return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
 
 
@@ -95,7 +120,9 @@ def times(rng: np.random.Generator, n: int, days: int = 60) -> pd.DatetimeIndex:
 
 
 def corrupt(
-    frame: pd.DataFrame, kinds: np.ndarray, rng: np.random.Generator,
+    frame: pd.DataFrame,
+    kinds: np.ndarray,
+    rng: np.random.Generator,
     rules: dict[str, tuple[str, list[str]]],
 ) -> None:
     """For each kind of fault, overwrite its rows' column with a realistic bad value."""
@@ -125,11 +152,16 @@ def orders(rng: np.random.Generator, n: int = 3000) -> pd.DataFrame:
     frame.loc[rng.random(n) < 0.05, "first_name"] = None
     kinds = spoil(rng, n, ["no_identifier", "bad_email", "bad_phone", "bad_date", "guest_both"])
     frame.loc[kinds == "no_identifier", ["customer_id", "email", "phone"]] = None
-    corrupt(frame, kinds, rng, {
-        "bad_email": ("email", BAD_EMAILS),
-        "bad_phone": ("phone", BAD_PHONES),
-        "bad_date": ("shipped_at", BAD_DATES),
-    })
+    corrupt(
+        frame,
+        kinds,
+        rng,
+        {
+            "bad_email": ("email", BAD_EMAILS),
+            "bad_phone": ("phone", BAD_PHONES),
+            "bad_date": ("shipped_at", BAD_DATES),
+        },
+    )
     both = kinds == "guest_both"
     contacts = customers(rng, both.sum())
     frame.loc[both, "customer_id"] = None
@@ -144,56 +176,82 @@ def subscriptions(rng: np.random.Generator, n: int = 2000) -> pa.Table:
     plan = rng.choice(["basic", "plus", "pro"], n, p=[0.5, 0.35, 0.15])
     monthly = pd.Series(plan).map({"basic": 9.0, "plus": 19.0, "pro": 49.0})
     names = ["subscription_renewed", "Subscription Renewed", "subscriptionRenewed"]
-    frame = pd.DataFrame({
-        "subscription_id": [f"sub_{i:06d}" for i in range(n)],
-        "event_type": rng.choice(names, n, p=[0.8, 0.15, 0.05]),
-        "email": customers(rng, n)["email"],
-        "renewed_at": renewed,
-    }).astype({"event_type": object, "renewed_at": object})
+    frame = pd.DataFrame(
+        {
+            "subscription_id": [f"sub_{i:06d}" for i in range(n)],
+            "event_type": rng.choice(names, n, p=[0.8, 0.15, 0.05]),
+            "email": customers(rng, n)["email"],
+            "renewed_at": renewed,
+        }
+    ).astype({"event_type": object, "renewed_at": object})
     kinds = spoil(rng, n, ["no_identifier", "bad_email", "bad_date", "bad_event"])
     frame.loc[kinds == "no_identifier", "email"] = None
     frame.loc[kinds == "bad_date", "renewed_at"] = None  # a renewal time that was never set
-    corrupt(frame, kinds, rng, {
-        "bad_email": ("email", BAD_EMAILS),
-        "bad_event": ("event_type", ["subscription-renewed!", "renewed 🎉"]),
-    })
+    corrupt(
+        frame,
+        kinds,
+        rng,
+        {
+            "bad_email": ("email", BAD_EMAILS),
+            "bad_event": ("event_type", ["subscription-renewed!", "renewed 🎉"]),
+        },
+    )
     stamp = pa.timestamp("us", "UTC")
-    return pa.table({
-        "subscription_id": pa.array(frame["subscription_id"], pa.string()),
-        "event_type": pa.array(frame["event_type"], pa.string()),
-        "email": pa.array(frame["email"], pa.string()),
-        "plan": pa.array(plan),
-        "months": pa.array(months, pa.int32()),
-        "amount": pa.array(np.round(monthly * months * np.where(months > 1, 0.95, 1.0), 2)),
-        "renewed_at": pa.array(frame["renewed_at"], stamp),
-        "updated_at": pa.array(renewed + pd.Timedelta(minutes=5), stamp),
-    })
+    return pa.table(
+        {
+            "subscription_id": pa.array(frame["subscription_id"], pa.string()),
+            "event_type": pa.array(frame["event_type"], pa.string()),
+            "email": pa.array(frame["email"], pa.string()),
+            "plan": pa.array(plan),
+            "months": pa.array(months, pa.int32()),
+            "amount": pa.array(np.round(monthly * months * np.where(months > 1, 0.95, 1.0), 2)),
+            "renewed_at": pa.array(frame["renewed_at"], stamp),
+            "updated_at": pa.array(renewed + pd.Timedelta(minutes=5), stamp),
+        }
+    )
 
 
 def reviews(rng: np.random.Generator, n: int = 2000) -> pd.DataFrame:
     people = customers(rng, n)
     written = times(rng, n, days=45)
     by_phone = rng.random(n) < 0.3  # SMS reviews carry a phone, web reviews an email
-    titles = ["Love it", "Great fit", "Arrived late", "Would buy again", "Not as pictured",
-              "Perfect gift", "Okay", "Five stars", "Too small", "Excellent quality"]
-    frame = pd.DataFrame({
-        "review_id": np.arange(1, n + 1),
-        "customer_email": people["email"].where(~by_phone, None),
-        "customer_phone": people["phone"].where(by_phone, None),
-        "rating": rng.choice([1, 2, 3, 4, 5], n, p=[0.05, 0.07, 0.13, 0.3, 0.45]),
-        "title": rng.choice(titles, n),
-        "written_at": zulu(written),
-        "updated_at": zulu(written + pd.to_timedelta(rng.integers(0, 7_200, n), unit="s")),
-    })
+    titles = [
+        "Love it",
+        "Great fit",
+        "Arrived late",
+        "Would buy again",
+        "Not as pictured",
+        "Perfect gift",
+        "Okay",
+        "Five stars",
+        "Too small",
+        "Excellent quality",
+    ]
+    frame = pd.DataFrame(
+        {
+            "review_id": np.arange(1, n + 1),
+            "customer_email": people["email"].where(~by_phone, None),
+            "customer_phone": people["phone"].where(by_phone, None),
+            "rating": rng.choice([1, 2, 3, 4, 5], n, p=[0.05, 0.07, 0.13, 0.3, 0.45]),
+            "title": rng.choice(titles, n),
+            "written_at": zulu(written),
+            "updated_at": zulu(written + pd.to_timedelta(rng.integers(0, 7_200, n), unit="s")),
+        }
+    )
     kinds = spoil(rng, n, ["no_identifier", "both", "bad_phone", "bad_date"])
     frame.loc[kinds == "no_identifier", ["customer_email", "customer_phone"]] = None
     frame.loc[kinds == "both", "customer_email"] = people["email"][kinds == "both"]
     frame.loc[kinds == "both", "customer_phone"] = people["phone"][kinds == "both"]
     frame.loc[kinds == "bad_phone", "customer_email"] = None
-    corrupt(frame, kinds, rng, {
-        "bad_phone": ("customer_phone", BAD_PHONES),
-        "bad_date": ("written_at", BAD_DATES),
-    })
+    corrupt(
+        frame,
+        kinds,
+        rng,
+        {
+            "bad_phone": ("customer_phone", BAD_PHONES),
+            "bad_date": ("written_at", BAD_DATES),
+        },
+    )
     return frame
 
 

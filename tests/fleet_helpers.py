@@ -30,29 +30,39 @@ def orders_project(
 ) -> Path:
     """`root/name.yaml` over `root/name.csv`: `rows` orders whose ids start with `name`."""
     root.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({
-        "order_id": [f"{name}-{i}" for i in range(rows)],
-        "customer_id": [f"c-{i % 7}" for i in range(rows)],
-        "shipped_at": [f"2024-03-{1 + i % 28:02d}T12:30:00Z" for i in range(rows)],
-    }).to_csv(root / f"{name}.csv", index=False)
+    pd.DataFrame(
+        {
+            "order_id": [f"{name}-{i}" for i in range(rows)],
+            "customer_id": [f"c-{i % 7}" for i in range(rows)],
+            "shipped_at": [f"2024-03-{1 + i % 28:02d}T12:30:00Z" for i in range(rows)],
+        }
+    ).to_csv(root / f"{name}.csv", index=False)
     file = root / f"{name}.yaml"
-    file.write_text(yaml.safe_dump({
-        "name": name,
-        "source": {"type": "csv", "path": f"{name}.csv"},
-        "event": {
-            "source": "fleet",
-            "event_name": "Order Shipped",
-            "occurred_at": "shipped_at",
-            "id": {"key": ["order_id"]},
-            "customer": {"external_id": "customer_id"},
-            "properties": {"order_id": "order_id"},
-        },
-        "destination": {
-            "store_id": "${YOTPO_STORE_ID}", "token": token, "base_url": base_url,
-            "timeout": 5, "max_retries": 2, **destination,
-        },
-        "state": state,
-    }))
+    file.write_text(
+        yaml.safe_dump(
+            {
+                "name": name,
+                "source": {"type": "csv", "path": f"{name}.csv"},
+                "event": {
+                    "source": "fleet",
+                    "event_name": "Order Shipped",
+                    "occurred_at": "shipped_at",
+                    "id": {"key": ["order_id"]},
+                    "customer": {"external_id": "customer_id"},
+                    "properties": {"order_id": "order_id"},
+                },
+                "destination": {
+                    "store_id": "${YOTPO_STORE_ID}",
+                    "token": token,
+                    "base_url": base_url,
+                    "timeout": 5,
+                    "max_retries": 2,
+                    **destination,
+                },
+                "state": state,
+            }
+        )
+    )
     return file
 
 
@@ -62,12 +72,17 @@ def etl_env(store: str = STORE) -> dict[str, str]:
     return {**env, "YOTPO_STORE_ID": store}
 
 
-def spawn_run(file: Path, *args: str, store: str = STORE,
-              stderr: Any = subprocess.PIPE) -> subprocess.Popen[str]:
+def spawn_run(
+    file: Path, *args: str, store: str = STORE, stderr: Any = subprocess.PIPE
+) -> subprocess.Popen[str]:
     """`etl run FILE ARGS` as a separate process, output captured (stderr: or to a file)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "etl", "run", str(file), *args], env=etl_env(store), cwd="/",
-        stdout=subprocess.PIPE, stderr=stderr, text=True,
+        [sys.executable, "-m", "etl", "run", str(file), *args],
+        env=etl_env(store),
+        cwd="/",
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
     )
 
 

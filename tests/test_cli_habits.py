@@ -198,7 +198,9 @@ def test_the_machine_s_state_is_one_line_without_a_report(
 
 
 @pytest.mark.parametrize("command", [("status",), ("run", "--limit", "1")])
-def test_a_state_folder_that_cannot_exist_is_one_line_exit_3(tmp_path: Path, command: tuple) -> None:
+def test_a_state_folder_that_cannot_exist_is_one_line_exit_3(
+    tmp_path: Path, command: tuple
+) -> None:
     (tmp_path / "blocker").write_text("a file where the state folder should be\n")
     file = project(tmp_path)
     data = yaml.safe_load(file.read_text())
@@ -207,4 +209,6 @@ def test_a_state_folder_that_cannot_exist_is_one_line_exit_3(tmp_path: Path, com
     result = etl(command[0], str(file), *command[1:])
     state = tmp_path / "blocker" / "state.db"
     assert (result.exit_code, result.stderr) == (
-        3, f"error: state store {state}: cannot open: File exists: {tmp_path}/blocker\n")
+        3,
+        f"error: state store {state}: cannot open: File exists: {tmp_path}/blocker\n",
+    )

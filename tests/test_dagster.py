@@ -21,10 +21,10 @@ def store_id(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("YOTPO_STORE_ID", STORE)
 
 
-def materialise(asset: dg.AssetsDefinition, instance: dg.DagsterInstance,
-                partition: str = STORE) -> dg.ExecuteInProcessResult:
-    return dg.materialize([asset], instance=instance, partition_key=partition,
-                          raise_on_error=False)
+def materialise(
+    asset: dg.AssetsDefinition, instance: dg.DagsterInstance, partition: str = STORE
+) -> dg.ExecuteInProcessResult:
+    return dg.materialize([asset], instance=instance, partition_key=partition, raise_on_error=False)
 
 
 def metadata_of(result: dg.ExecuteInProcessResult) -> dict[str, object]:
@@ -36,8 +36,9 @@ def test_one_partition_per_store_materialised_with_the_reports_counts(
     tmp_path: Path, sandbox: Callable[..., SandboxProcess]
 ) -> None:
     server = sandbox(rate_limit=None)
-    file = orders_project(tmp_path, "dag_orders", server.base_url, server.token, ROWS,
-                          ".etl/state.db")
+    file = orders_project(
+        tmp_path, "dag_orders", server.base_url, server.token, ROWS, ".etl/state.db"
+    )
     asset = pipeline_asset(file)
     assert asset.key == dg.AssetKey("dag_orders")
     assert asset.partitions_def.get_partition_keys() == [STORE]
@@ -45,8 +46,9 @@ def test_one_partition_per_store_materialised_with_the_reports_counts(
         result = materialise(asset, instance)
         assert result.success
         metadata = metadata_of(result)
-    assert {k: metadata[k] for k in ("exit_code", "extracted", "delivered", "failed", "http_429")} \
-        == {"exit_code": 0, "extracted": ROWS, "delivered": ROWS, "failed": 0, "http_429": 0}
+    assert {
+        k: metadata[k] for k in ("exit_code", "extracted", "delivered", "failed", "http_429")
+    } == {"exit_code": 0, "extracted": ROWS, "delivered": ROWS, "failed": 0, "http_429": 0}
     assert sorted(e["properties"]["order_id"] for e in server.events(STORE)) == sorted(
         f"dag_orders-{i}" for i in range(ROWS)
     )
@@ -57,8 +59,9 @@ def test_a_second_materialisation_of_the_partition_sends_nothing_again(
 ) -> None:
     # Run one after the other: two at the same time need the one-run-at-a-time state lock.
     server = sandbox(rate_limit=None)
-    file = orders_project(tmp_path, "dag_twice", server.base_url, server.token, ROWS,
-                          ".etl/state.db")
+    file = orders_project(
+        tmp_path, "dag_twice", server.base_url, server.token, ROWS, ".etl/state.db"
+    )
     asset = pipeline_asset(file)
     with dg.DagsterInstance.ephemeral() as instance:
         first, second = materialise(asset, instance), materialise(asset, instance)
@@ -73,8 +76,9 @@ def test_an_aborted_run_is_a_dagster_failure_with_the_summary(
     tmp_path: Path, sandbox: Callable[..., SandboxProcess]
 ) -> None:
     server = sandbox(rate_limit=None)
-    file = orders_project(tmp_path, "dag_refused", server.base_url, "not-the-token", ROWS,
-                          ".etl/state.db")
+    file = orders_project(
+        tmp_path, "dag_refused", server.base_url, "not-the-token", ROWS, ".etl/state.db"
+    )
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialise(pipeline_asset(file), instance)
     assert not result.success
@@ -93,8 +97,9 @@ def test_a_partition_that_is_not_a_store_of_the_pipeline_fails(
     tmp_path: Path, sandbox: Callable[..., SandboxProcess]
 ) -> None:
     server = sandbox(rate_limit=None)
-    file = orders_project(tmp_path, "dag_other", server.base_url, server.token, ROWS,
-                          ".etl/state.db")
+    file = orders_project(
+        tmp_path, "dag_other", server.base_url, server.token, ROWS, ".etl/state.db"
+    )
     asset = pipeline_asset(file, stores=[STORE, "another-store"])
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialise(asset, instance, "another-store")
@@ -109,8 +114,9 @@ def test_two_materialisations_of_one_partition_at_once_deliver_once(
     import threading
 
     server = sandbox(rate_limit=10)  # 15 events: 1.5 s, so the two surely overlap
-    file = orders_project(tmp_path, "dag_race", server.base_url, server.token, ROWS,
-                          ".etl/state.db", rate_limit=10)
+    file = orders_project(
+        tmp_path, "dag_race", server.base_url, server.token, ROWS, ".etl/state.db", rate_limit=10
+    )
     asset = pipeline_asset(file)
     start = threading.Barrier(2, timeout=30)
     results: list[dg.ExecuteInProcessResult] = []
@@ -149,8 +155,13 @@ def test_a_store_column_pipeline_has_a_partition_per_store_each_sending_only_its
 
     server = sandbox(rate_limit=None)
     stores = ["shop-a", "shop-b", "shop-c"]
-    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(stores, 4)),
-                     credentials="stores.yaml", rate_limit=2)  # 4 events a store: 1.5 s
+    project = Stores(
+        tmp_path,
+        server.base_url,
+        csv(tmp_path, rows(stores, 4)),
+        credentials="stores.yaml",
+        rate_limit=2,
+    )  # 4 events a store: 1.5 s
     project.credentials({store: server.token for store in stores})
     asset = pipeline_asset(project.file)
     assert asset.partitions_def.get_partition_keys() == stores
@@ -162,8 +173,10 @@ def test_a_store_column_pipeline_has_a_partition_per_store_each_sending_only_its
             start.wait()
             results[store].append(materialise(asset, instance, store))
 
-    threads = [threading.Thread(target=materialise_when_all_ready, args=(store,))
-               for store in ("shop-a", "shop-a", "shop-b")]
+    threads = [
+        threading.Thread(target=materialise_when_all_ready, args=(store,))
+        for store in ("shop-a", "shop-a", "shop-b")
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -14,19 +14,29 @@ from etl.declared import cast_column, decimal_text
 from etl.quarantine import REJECT_REASON, REJECT_RULE
 from etl.validate import Validator
 
-TEXT = pd.Series(["12", " 7 ", "+3", "12.0", "12.5", "twelve", None, "1e3", "99999999999999999999"],
-                 dtype=object)
+TEXT = pd.Series(
+    ["12", " 7 ", "+3", "12.0", "12.5", "twelve", None, "1e3", "99999999999999999999"], dtype=object
+)
 
 
 @pytest.mark.parametrize(
     ("kind", "values", "misfits"),
     [
-        ("integer", [12, 7, 3, 12, None, None, None, 1000, None],
-         [False, False, False, False, True, True, False, False, True]),
-        ("float", [12.0, 7.0, 3.0, 12.0, 12.5, None, None, 1000.0, 1e20],
-         [False, False, False, False, False, True, False, False, False]),
-        ("string", ["12", " 7 ", "+3", "12.0", "12.5", "twelve", None, "1e3",
-                    "99999999999999999999"], [False] * 9),
+        (
+            "integer",
+            [12, 7, 3, 12, None, None, None, 1000, None],
+            [False, False, False, False, True, True, False, False, True],
+        ),
+        (
+            "float",
+            [12.0, 7.0, 3.0, 12.0, 12.5, None, None, 1000.0, 1e20],
+            [False, False, False, False, False, True, False, False, False],
+        ),
+        (
+            "string",
+            ["12", " 7 ", "+3", "12.0", "12.5", "twelve", None, "1e3", "99999999999999999999"],
+            [False] * 9,
+        ),
     ],
 )
 def test_text_is_cast_and_what_does_not_fit_is_marked(
@@ -38,8 +48,12 @@ def test_text_is_cast_and_what_does_not_fit_is_marked(
 
 
 def test_booleans_from_text_and_from_sqlite_integers_are_the_same_column() -> None:
-    text, bad_text = cast_column(pd.Series(["true", "FALSE", None, "yes", "maybe"]), "boolean", "UTC")
-    ints, bad_ints = cast_column(pd.Series(pd.array([1, 0, None, 1, 2], dtype="Int64")), "boolean", "UTC")
+    text, bad_text = cast_column(
+        pd.Series(["true", "FALSE", None, "yes", "maybe"]), "boolean", "UTC"
+    )
+    ints, bad_ints = cast_column(
+        pd.Series(pd.array([1, 0, None, 1, 2], dtype="Int64")), "boolean", "UTC"
+    )
     assert text.dtype == ints.dtype == "boolean"
     assert text.tolist() == ints.tolist() == [True, False, pd.NA, True, pd.NA]
     assert bad_text.tolist() == bad_ints.tolist() == [False, False, False, False, True]
@@ -47,11 +61,14 @@ def test_booleans_from_text_and_from_sqlite_integers_are_the_same_column() -> No
 
 def test_timestamps_naive_in_the_event_time_zone_and_dates_strict() -> None:
     stamps, bad = cast_column(
-        pd.Series(["2024-03-01T10:00:00", "2024-03-01T10:00:00+02:00", "soon"]), "timestamp",
+        pd.Series(["2024-03-01T10:00:00", "2024-03-01T10:00:00+02:00", "soon"]),
+        "timestamp",
         "Europe/Paris",
     )
-    assert stamps.tolist()[:2] == [pd.Timestamp("2024-03-01T09:00:00Z"),
-                                  pd.Timestamp("2024-03-01T08:00:00Z")]
+    assert stamps.tolist()[:2] == [
+        pd.Timestamp("2024-03-01T09:00:00Z"),
+        pd.Timestamp("2024-03-01T08:00:00Z"),
+    ]
     assert bad.tolist() == [False, False, True]
     days, bad = cast_column(pd.Series(["2024-03-01", "2024-3-1", None]), "date", "UTC")
     assert days.tolist() == [dt.date(2024, 3, 1), None, None]
@@ -59,8 +76,9 @@ def test_timestamps_naive_in_the_event_time_zone_and_dates_strict() -> None:
 
 
 def test_typed_columns_cast_to_strings_and_integers() -> None:
-    values = pd.Series([Decimal("10.50"), 3, 2.5, True, dt.datetime(2024, 3, 1, 12, 30), None],
-                       dtype=object)
+    values = pd.Series(
+        [Decimal("10.50"), 3, 2.5, True, dt.datetime(2024, 3, 1, 12, 30), None], dtype=object
+    )
     text, bad = cast_column(values, "string", "UTC")
     assert text.tolist() == ["10.5", "3", "2.5", "true", "2024-03-01T12:30:00Z", None]
     assert not bad.any()
@@ -83,10 +101,14 @@ def test_a_value_that_does_not_fit_rejects_its_row_under_rule_type_and_the_rest_
         event_spec(properties={"total": "order_total", "n": "n"}),
         {"order_total": "float", "n": "integer"},
     )
-    chunk = pd.DataFrame({
-        "ts": ["2024-03-01T12:30:00Z"] * 3, "cid": ["c-1", "c-2", "c-3"],
-        "order_total": ["12.5", "twelve", "NaN?"], "n": ["1", "2", "x"],
-    })
+    chunk = pd.DataFrame(
+        {
+            "ts": ["2024-03-01T12:30:00Z"] * 3,
+            "cid": ["c-1", "c-2", "c-3"],
+            "order_total": ["12.5", "twelve", "NaN?"],
+            "n": ["1", "2", "x"],
+        }
+    )
     split = validator.split(chunk)
     assert split.valid["order_total"].tolist() == [12.5]
     assert split.valid["n"].tolist() == [1]

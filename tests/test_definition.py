@@ -14,7 +14,9 @@ from etl.definition import parse_pipeline
 from etl.errors import DefinitionError
 from etl.pipeline import load_pipeline
 
-CSV = "order_id,customer_id,email,shipped_at,order_total\no-1,c-1,a@b.com,2024-03-01T12:30:00Z,12.5\n"
+CSV = (
+    "order_id,customer_id,email,shipped_at,order_total\no-1,c-1,a@b.com,2024-03-01T12:30:00Z,12.5\n"
+)
 
 
 def definition(data_file: str = "orders.csv") -> dict[str, Any]:
@@ -60,9 +62,18 @@ def test_a_good_definition_resolves_paths_and_variables(write) -> None:
     assert pipeline.state == str(pipeline.folder / ".etl/state.db")
     assert pipeline.destination.store_id == "store-1"
     assert pipeline.destination.token.get_secret_value() == "tok-secret-value"
-    assert pipeline.destination.events_url == "https://api.yotpo.com/core/v3/stores/store-1/custom_events"
+    assert (
+        pipeline.destination.events_url
+        == "https://api.yotpo.com/core/v3/stores/store-1/custom_events"
+    )
     assert pipeline.rejects_dir == pipeline.folder / ".etl" / "rejects" / "orders_shipped"
-    assert pipeline.mapped_columns() == ["shipped_at", "customer_id", "email", "order_id", "order_total"]
+    assert pipeline.mapped_columns() == [
+        "shipped_at",
+        "customer_id",
+        "email",
+        "order_id",
+        "order_total",
+    ]
     assert pipeline.event.id_key_columns() == ("customer_id", "email", "shipped_at")
 
 
@@ -75,42 +86,105 @@ def test_the_token_never_shows_in_the_model_repr(write) -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        pytest.param(lambda d: d["source"].update(colour="red"), ("source.colour", "unknown key"), id="unknown-key"),
-        pytest.param(lambda d: d["source"].update(chunk_size="lots"),
-                     ("source.chunk_size", "Input should be a valid integer, unable to parse string as an integer"),
-                     id="wrong-type"),
-        pytest.param(lambda d: d["destination"].update(token="${NOT_SET_ANYWHERE}"),
-                     ("destination.token", "environment variable NOT_SET_ANYWHERE is not set (nor in a .env file)"), id="missing-variable"),
-        pytest.param(lambda d: d["event"]["properties"].update({"order total": "order_total"}),
-                     ("event.properties", "property name 'order total' must match [A-Za-z0-9_]+ (use underscores, not spaces)"),
-                     id="property-name-with-space"),
-        pytest.param(lambda d: d["source"].update(type="excel"),
-                     ("source.type", "Input should be 'csv', 'parquet' or 'sql'"), id="unknown-source-type"),
-        pytest.param(lambda d: d["source"].update(path="nowhere/*.csv"),
-                     ("source.path", "no file, folder or glob match at {folder}/nowhere/*.csv"), id="missing-file"),
-        pytest.param(lambda d: d["event"].update(occurred_at="shipped_on"),
-                     ("event.occurred_at", "column 'shipped_on' is not in the source (it has: customer_id, email, order_id, order_total, shipped_at)"),
-                     id="column-not-in-source"),
-        pytest.param(lambda d: d["event"]["properties"].update(total="order_totl"),
-                     ("event.properties.total", "column 'order_totl' is not in the source (it has: customer_id, email, order_id, order_total, shipped_at)"),
-                     id="property-column-not-in-source"),
-        pytest.param(lambda d: d.update(name="Orders Shipped"),
-                     ("name", "String should match pattern '^[a-z0-9_]+$'"), id="bad-pipeline-name"),
-        pytest.param(lambda d: d["event"].update(timezone="Mars/Olympus"),
-                     ("event.timezone", "unknown time zone 'Mars/Olympus'"), id="unknown-timezone"),
-        pytest.param(lambda d: d["destination"].pop("token"),
-                     ("destination", "give token or secret (required for run)"), id="no-credentials"),
-        pytest.param(lambda d: d.pop("event"), ("event", "required key is missing"), id="missing-section"),
-        pytest.param(lambda d: d["source"].update(columns={"coupon": "string"}),
-                     ("source.columns.coupon", "column 'coupon' is not in the source (it has: customer_id, email, order_id, order_total, shipped_at)"),
-                     id="declared-column-not-in-source"),
-        pytest.param(lambda d: d["source"].update(columns={"order_total": "money"}),
-                     ("source.columns.order_total", "Input should be 'string', 'integer', 'float', 'boolean', 'timestamp' or 'date'"),
-                     id="unknown-declared-type"),
-        pytest.param(lambda d: d["source"].update(encoding="utf-9"),
-                     ("source.encoding", "unknown encoding 'utf-9'"), id="unknown-encoding"),
-        pytest.param(lambda d: d["source"].update(delimiter=";;"),
-                     ("source.delimiter", "String should have at most 1 character"), id="long-delimiter"),
+        pytest.param(
+            lambda d: d["source"].update(colour="red"),
+            ("source.colour", "unknown key"),
+            id="unknown-key",
+        ),
+        pytest.param(
+            lambda d: d["source"].update(chunk_size="lots"),
+            (
+                "source.chunk_size",
+                "Input should be a valid integer, unable to parse string as an integer",
+            ),
+            id="wrong-type",
+        ),
+        pytest.param(
+            lambda d: d["destination"].update(token="${NOT_SET_ANYWHERE}"),
+            (
+                "destination.token",
+                "environment variable NOT_SET_ANYWHERE is not set (nor in a .env file)",
+            ),
+            id="missing-variable",
+        ),
+        pytest.param(
+            lambda d: d["event"]["properties"].update({"order total": "order_total"}),
+            (
+                "event.properties",
+                "property name 'order total' must match [A-Za-z0-9_]+ (use underscores, not spaces)",
+            ),
+            id="property-name-with-space",
+        ),
+        pytest.param(
+            lambda d: d["source"].update(type="excel"),
+            ("source.type", "Input should be 'csv', 'parquet' or 'sql'"),
+            id="unknown-source-type",
+        ),
+        pytest.param(
+            lambda d: d["source"].update(path="nowhere/*.csv"),
+            ("source.path", "no file, folder or glob match at {folder}/nowhere/*.csv"),
+            id="missing-file",
+        ),
+        pytest.param(
+            lambda d: d["event"].update(occurred_at="shipped_on"),
+            (
+                "event.occurred_at",
+                "column 'shipped_on' is not in the source (it has: customer_id, email, order_id, order_total, shipped_at)",
+            ),
+            id="column-not-in-source",
+        ),
+        pytest.param(
+            lambda d: d["event"]["properties"].update(total="order_totl"),
+            (
+                "event.properties.total",
+                "column 'order_totl' is not in the source (it has: customer_id, email, order_id, order_total, shipped_at)",
+            ),
+            id="property-column-not-in-source",
+        ),
+        pytest.param(
+            lambda d: d.update(name="Orders Shipped"),
+            ("name", "String should match pattern '^[a-z0-9_]+$'"),
+            id="bad-pipeline-name",
+        ),
+        pytest.param(
+            lambda d: d["event"].update(timezone="Mars/Olympus"),
+            ("event.timezone", "unknown time zone 'Mars/Olympus'"),
+            id="unknown-timezone",
+        ),
+        pytest.param(
+            lambda d: d["destination"].pop("token"),
+            ("destination", "give token or secret (required for run)"),
+            id="no-credentials",
+        ),
+        pytest.param(
+            lambda d: d.pop("event"), ("event", "required key is missing"), id="missing-section"
+        ),
+        pytest.param(
+            lambda d: d["source"].update(columns={"coupon": "string"}),
+            (
+                "source.columns.coupon",
+                "column 'coupon' is not in the source (it has: customer_id, email, order_id, order_total, shipped_at)",
+            ),
+            id="declared-column-not-in-source",
+        ),
+        pytest.param(
+            lambda d: d["source"].update(columns={"order_total": "money"}),
+            (
+                "source.columns.order_total",
+                "Input should be 'string', 'integer', 'float', 'boolean', 'timestamp' or 'date'",
+            ),
+            id="unknown-declared-type",
+        ),
+        pytest.param(
+            lambda d: d["source"].update(encoding="utf-9"),
+            ("source.encoding", "unknown encoding 'utf-9'"),
+            id="unknown-encoding",
+        ),
+        pytest.param(
+            lambda d: d["source"].update(delimiter=";;"),
+            ("source.delimiter", "String should have at most 1 character"),
+            id="long-delimiter",
+        ),
     ],
 )
 def test_each_kind_of_error_names_the_key(write, tmp_path: Path, change, expected) -> None:
@@ -143,7 +217,10 @@ def test_the_cli_prints_one_line_and_exits_2_without_traceback(write) -> None:
     data["source"]["colour"] = "red"
     file = write(data)
     result = subprocess.run(
-        [sys.executable, "-m", "etl", "validate", str(file)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "etl", "validate", str(file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr == f"error: {file}: source.colour: unknown key\n"
@@ -157,24 +234,37 @@ def test_csv_reading_options_do_not_apply_to_other_sources(write, tmp_path: Path
     assert ("source.null_values", "applies to a csv source only") in problems(write(data))
 
 
-def test_a_parquet_binary_or_duration_property_is_one_definition_error(write, tmp_path: Path) -> None:
+def test_a_parquet_binary_or_duration_property_is_one_definition_error(
+    write, tmp_path: Path
+) -> None:
     import datetime as dt
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({
-        "order_id": ["o-1"], "customer_id": ["c-1"], "email": ["a@b.com"],
-        "shipped_at": ["2024-03-01T12:30:00Z"], "order_total": [12.5],
-        "scan": pa.array([b"\x89PNG"], pa.binary()),
-        "wait": pa.array([dt.timedelta(seconds=90)], pa.duration("s")),
-    }), tmp_path / "orders.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "order_id": ["o-1"],
+                "customer_id": ["c-1"],
+                "email": ["a@b.com"],
+                "shipped_at": ["2024-03-01T12:30:00Z"],
+                "order_total": [12.5],
+                "scan": pa.array([b"\x89PNG"], pa.binary()),
+                "wait": pa.array([dt.timedelta(seconds=90)], pa.duration("s")),
+            }
+        ),
+        tmp_path / "orders.parquet",
+    )
     data = definition("orders.parquet")
     data["source"]["type"] = "parquet"
     data["event"]["properties"].update(scan="scan", wait="wait")
     file = write(data)
     result = subprocess.run(
-        [sys.executable, "-m", "etl", "validate", str(file)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "etl", "validate", str(file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [

@@ -8,9 +8,23 @@ import etl.state
 
 def test_public_api_is_pinned() -> None:
     assert etl.__all__ == [
-        "AbortError", "AuthError", "DefinitionError", "EtlError", "Pipeline", "RunInterrupted",
-        "RunOptions", "RunReport", "SourceError", "StateError", "StatusReport", "TooManyFailures",
-        "load_pipeline", "run", "run_async", "status", "validate_pipeline",
+        "AbortError",
+        "AuthError",
+        "DefinitionError",
+        "EtlError",
+        "Pipeline",
+        "RunInterrupted",
+        "RunOptions",
+        "RunReport",
+        "SourceError",
+        "StateError",
+        "StatusReport",
+        "TooManyFailures",
+        "load_pipeline",
+        "run",
+        "run_async",
+        "status",
+        "validate_pipeline",
     ]
 
 

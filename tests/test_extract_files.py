@@ -64,9 +64,11 @@ def test_csv_types_are_decided_once_from_every_value(tmp_path: Path) -> None:
 @pytest.mark.parametrize("chunk_size", [1, 3, 50_000])
 def test_every_chunk_size_gives_the_same_frame_and_dtypes(tmp_path: Path, chunk_size: int) -> None:
     rows = 3 * 17
-    (tmp_path / "orders.csv").write_text(CSV_TEXT.splitlines()[0] + "\n" + "".join(
-        line + "\n" for _ in range(17) for line in CSV_TEXT.splitlines()[1:]
-    ))
+    (tmp_path / "orders.csv").write_text(
+        CSV_TEXT.splitlines()[0]
+        + "\n"
+        + "".join(line + "\n" for _ in range(17) for line in CSV_TEXT.splitlines()[1:])
+    )
     chunks = read(csv(tmp_path / "orders.csv", chunk_size), ALL)
     assert [len(chunk) for chunk in chunks][:-1] == [chunk_size] * (len(chunks) - 1)
     assert sum(len(chunk) for chunk in chunks) == rows
@@ -93,8 +95,10 @@ def test_a_folder_and_a_glob_read_their_files_in_sorted_order_with_one_type(tmp_
     (folder / "c.csv").write_text("order_id,total\no-3,4.5\n")  # a float in any file: float
     (folder / "skip.txt").write_text("order_id,total\nx,y\n")
     expected = pd.DataFrame(
-        {"order_id": pd.Series(["o-0", "o-1", "o-2", "o-3"], dtype=object),
-         "total": [1.0, 2.0, 3.0, 4.5]}
+        {
+            "order_id": pd.Series(["o-0", "o-1", "o-2", "o-3"], dtype=object),
+            "total": [1.0, 2.0, 3.0, 4.5],
+        }
     )
     for path in (folder, folder / "*.csv"):
         chunks = read(csv(path, chunk_size=3), ["order_id", "total"])
@@ -172,33 +176,45 @@ def test_parquet_files_are_read_with_one_unified_schema(tmp_path: Path) -> None:
     folder = tmp_path / "subs"
     folder.mkdir()
     when = pd.Timestamp("2024-03-01T12:00:00Z")
-    write_parquet(folder / "1.parquet", pa.table({
-        "plan": ["basic", None, "pro"],
-        "months": pa.array([1, 12, None], pa.int32()),
-        "renewed_at": pa.array(
-            [when, when + pd.Timedelta(hours=1), None], pa.timestamp("us", "UTC")
+    write_parquet(
+        folder / "1.parquet",
+        pa.table(
+            {
+                "plan": ["basic", None, "pro"],
+                "months": pa.array([1, 12, None], pa.int32()),
+                "renewed_at": pa.array(
+                    [when, when + pd.Timedelta(hours=1), None], pa.timestamp("us", "UTC")
+                ),
+                "amount": pa.array([9.5, 99.0, 19.0]),
+            }
         ),
-        "amount": pa.array([9.5, 99.0, 19.0]),
-    }))
-    write_parquet(folder / "2.parquet", pa.table({
-        "plan": pa.array(["team"]).dictionary_encode(),
-        "months": pa.array([3], pa.int64()),
-        "renewed_at": pa.array([when], pa.timestamp("us", "UTC")),
-        "amount": pa.array([1.25]),
-        "extra": ["x"],
-    }))
+    )
+    write_parquet(
+        folder / "2.parquet",
+        pa.table(
+            {
+                "plan": pa.array(["team"]).dictionary_encode(),
+                "months": pa.array([3], pa.int64()),
+                "renewed_at": pa.array([when], pa.timestamp("us", "UTC")),
+                "amount": pa.array([1.25]),
+                "extra": ["x"],
+            }
+        ),
+    )
     extractor = open_extractor(parquet(folder, chunk_size=2))
     assert extractor.columns() == ["plan", "months", "renewed_at", "amount", "extra"]
     chunks = list(extractor.chunks(["plan", "months", "renewed_at", "extra"], None))
     assert [len(chunk) for chunk in chunks] == [2, 2]
-    expected = pd.DataFrame({
-        "plan": pd.Series(["basic", None, "pro", "team"], dtype=object),
-        "months": pd.array([1, 12, None, 3], dtype="Int64"),
-        "renewed_at": pd.Series(
-            [when, when + pd.Timedelta(hours=1), pd.NaT, when], dtype="datetime64[us, UTC]"
-        ),
-        "extra": pd.Series([None, None, None, "x"], dtype=object),
-    })
+    expected = pd.DataFrame(
+        {
+            "plan": pd.Series(["basic", None, "pro", "team"], dtype=object),
+            "months": pd.array([1, 12, None, 3], dtype="Int64"),
+            "renewed_at": pd.Series(
+                [when, when + pd.Timedelta(hours=1), pd.NaT, when], dtype="datetime64[us, UTC]"
+            ),
+            "extra": pd.Series([None, None, None, "x"], dtype=object),
+        }
+    )
     for chunk in chunks:
         pd.testing.assert_series_equal(chunk.dtypes, expected.dtypes)
     pd.testing.assert_frame_equal(pd.concat(chunks), expected)
@@ -218,9 +234,15 @@ def test_parquet_windows_compare_timestamps_as_timestamps(tmp_path: Path) -> Non
     times = pd.to_datetime(
         ["2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z", None, "2024-05-03T00:00:00Z"]
     )
-    write_parquet(tmp_path / "s.parquet", pa.table({
-        "id": ["a", "b", "c", "d"], "updated_at": pa.array(times, pa.timestamp("us", "UTC")),
-    }))
+    write_parquet(
+        tmp_path / "s.parquet",
+        pa.table(
+            {
+                "id": ["a", "b", "c", "d"],
+                "updated_at": pa.array(times, pa.timestamp("us", "UTC")),
+            }
+        ),
+    )
     source = parquet(tmp_path / "s.parquet")
 
     def ids(window: Window) -> list[str]:
@@ -272,7 +294,9 @@ def test_a_semicolon_cp1252_export_is_read_with_delimiter_and_encoding(tmp_path:
     assert extractor.columns() == ["order_id", "name", "total"]
     (chunk,) = extractor.chunks(["order_id", "name", "total"], None)
     assert chunk.to_dict("list") == {
-        "order_id": ["o-1", "o-2"], "name": ["José", "Zoë"], "total": ["12,5", None]
+        "order_id": ["o-1", "o-2"],
+        "name": ["José", "Zoë"],
+        "total": ["12,5", None],
     }
 
 
@@ -287,5 +311,6 @@ def test_declared_columns_are_not_inferred_but_read_as_text(tmp_path: Path) -> N
     source = csv(tmp_path / "o.csv", columns={"order_id": "string", "total": "float"})
     (chunk,) = read(source, ["order_id", "total"])
     assert chunk.to_dict("list") == {
-        "order_id": ["1000", "1001", "1002"], "total": ["12.5", "twelve", None]
+        "order_id": ["1000", "1001", "1002"],
+        "total": ["12.5", "twelve", None],
     }

@@ -20,8 +20,13 @@ T0 = dt.datetime(2024, 5, 1, 12, 30)
 ROWS = [
     # name, qty, maybe (nullable int, NULL first), price, seen_at
     {"name": "ann", "qty": 1, "maybe": None, "price": 10.0, "seen_at": T0},
-    {"name": "o'brien", "qty": 2, "maybe": None, "price": 10.25,
-     "seen_at": T0 + dt.timedelta(days=1)},
+    {
+        "name": "o'brien",
+        "qty": 2,
+        "maybe": None,
+        "price": 10.25,
+        "seen_at": T0 + dt.timedelta(days=1),
+    },
     {"name": None, "qty": 3, "maybe": 7, "price": None, "seen_at": T0 + dt.timedelta(days=2)},
     {"name": "zoë", "qty": -4, "maybe": 8, "price": 1e20, "seen_at": None},
     {"name": "bob", "qty": 5, "maybe": None, "price": -0.5, "seen_at": T0 + dt.timedelta(days=3)},
@@ -42,7 +47,8 @@ def load(engine: sa.Engine, table: str) -> None:
     """The data set as a typed table (text, int, nullable int, float, timestamp)."""
     metadata = sa.MetaData()
     target = sa.Table(
-        table, metadata,
+        table,
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("name", sa.String(50)),
         sa.Column("qty", sa.Integer),
@@ -131,7 +137,7 @@ def test_the_window_is_pushed_down_as_bound_parameters(database: tuple[str, str]
 
 @pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
 def test_only_requested_columns_travel_and_the_query_order_is_kept(
-    database: tuple[str, str]
+    database: tuple[str, str],
 ) -> None:
     url, table = database
     spec = source(url, f"SELECT name, qty, id FROM {table} WHERE name LIKE '%b%' ORDER BY id DESC")
@@ -192,7 +198,7 @@ def test_timestamps_with_time_zone_arrive_in_utc(postgres_engine: sa.Engine) -> 
 
 @pytest.mark.parametrize("database", ALL_DATABASES, indirect=True)
 def test_stopping_early_drops_the_cursor_and_leaves_the_database_usable(
-    database: tuple[str, str]
+    database: tuple[str, str],
 ) -> None:
     url, table = database
     spec = source(url, f"SELECT * FROM {table} ORDER BY id", chunk_size=2)

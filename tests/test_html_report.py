@@ -193,9 +193,7 @@ def test_history_counts_events_per_hour_on_every_database(url: str) -> None:
     p, other = (Scope(name, "http://127.0.0.1:8787", "s-1") for name in ("p", "other"))
     try:
         store.record_many(p, 1, [outcome(n, Status.DELIVERED) for n in range(5)])
-        store.record_many(
-            p, 1, [outcome(n, Status.FAILED, error="HTTP 500") for n in range(5, 7)]
-        )
+        store.record_many(p, 1, [outcome(n, Status.FAILED, error="HTTP 500") for n in range(5, 7)])
         store.record_many(other, 1, [outcome(n, Status.DELIVERED) for n in range(9)])
         earlier = datetime(2026, 11, 30, 9, 15, tzinfo=UTC)
         with store.engine.begin() as connection:  # two events an hour earlier, as a long run has

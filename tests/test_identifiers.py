@@ -13,15 +13,53 @@ from etl.identifiers import e164, phone
 
 #: Regions of the benchmark data and of real backfills, None (no default_region), and
 #: regions whose prefix patterns are unusual (NANPA islands, Argentina, Italy, Russia).
-REGIONS = ["US", "CA", "GB", "DE", "FR", "BR", "IN", "JP", "AU", "IL", "AG", "AR", "IT", "RU",
-           "CN", "MX", "SE", "NL", None]
+REGIONS = [
+    "US",
+    "CA",
+    "GB",
+    "DE",
+    "FR",
+    "BR",
+    "IN",
+    "JP",
+    "AU",
+    "IL",
+    "AG",
+    "AR",
+    "IT",
+    "RU",
+    "CN",
+    "MX",
+    "SE",
+    "NL",
+    None,
+]
 SEPARATORS = ["", "", " ", "-", ".", "(", ")", ") ", " - ", "  "]
 
 punctuated = st.builds(
     lambda plus, parts: plus + "".join(sep + digits for sep, digits in parts),
     #: calling codes, national and international dialling prefixes, written with or without "+"
-    st.sampled_from(["", "", "+", " +", "1", "1-", "+1 ", "44", "+44 ", "0", "00", "011", "55",
-                     "+55 ", "90", "81", "+81 "]),
+    st.sampled_from(
+        [
+            "",
+            "",
+            "+",
+            " +",
+            "1",
+            "1-",
+            "+1 ",
+            "44",
+            "+44 ",
+            "0",
+            "00",
+            "011",
+            "55",
+            "+55 ",
+            "90",
+            "81",
+            "+81 ",
+        ]
+    ),
     st.lists(
         st.tuples(st.sampled_from(SEPARATORS), st.text("0123456789", min_size=1, max_size=5)),
         min_size=1,
@@ -61,12 +99,15 @@ def test_fast_path_agrees_with_phonenumbers(values: list[str], region: str | Non
 def test_fast_path_on_every_region_example_numbers(region: str, data: st.DataObject) -> None:
     """Real numbers of every region, written in its national and international formats,
     parsed with that region and with US as the default region."""
-    formats = [phonenumbers.PhoneNumberFormat.NATIONAL,
-               phonenumbers.PhoneNumberFormat.INTERNATIONAL,
-               phonenumbers.PhoneNumberFormat.E164]
-    numbers = [phonenumbers.example_number_for_type(region, kind)
-               for kind in (phonenumbers.PhoneNumberType.FIXED_LINE,
-                            phonenumbers.PhoneNumberType.MOBILE)]
+    formats = [
+        phonenumbers.PhoneNumberFormat.NATIONAL,
+        phonenumbers.PhoneNumberFormat.INTERNATIONAL,
+        phonenumbers.PhoneNumberFormat.E164,
+    ]
+    numbers = [
+        phonenumbers.example_number_for_type(region, kind)
+        for kind in (phonenumbers.PhoneNumberType.FIXED_LINE, phonenumbers.PhoneNumberType.MOBILE)
+    ]
     values = [phonenumbers.format_number(n, f) for n in numbers if n is not None for f in formats]
     default = data.draw(st.sampled_from([region, "US", None]))
     _check(values, default)

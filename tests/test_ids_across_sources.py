@@ -28,8 +28,11 @@ ROWS = pd.DataFrame(
         "customer_id": ["c-1", None, "c-3", "007", None],
         "email": ["Ann@Example.COM", "bob@example.com", None, None, "bad-email"],
         "shipped_at": [
-            "2024-03-01T12:30:00Z", "2024-03-02T10:00:00+02:00", "2024-03-03T00:00:00Z",
-            "2024-03-04T08:15:30.250000Z", "2024-03-05T00:00:00Z",
+            "2024-03-01T12:30:00Z",
+            "2024-03-02T10:00:00+02:00",
+            "2024-03-03T00:00:00Z",
+            "2024-03-04T08:15:30.250000Z",
+            "2024-03-05T00:00:00Z",
         ],
         "items": pd.array([2, None, 1, 40, 3], dtype="Int64"),
         "total": [10.0, 10.25, None, 1e6, 3.5],
@@ -116,22 +119,58 @@ EXPORT_CSV = (
     "5;c-5;2024-03-05T12:30:00Z;1000000;#N/A;False;n/a\n"
 )
 TYPED_ROWS = [
-    {"order_id": 1, "customer_id": "c-1", "shipped_at": "2024-03-01T12:30:00Z", "total": 12.5,
-     "qty": 2, "gift": 1, "coupon": "SAVE10"},
-    {"order_id": 2, "customer_id": "c-2", "shipped_at": "2024-03-02T12:30:00Z", "total": None,
-     "qty": None, "gift": 0, "coupon": None},
-    {"order_id": 3, "customer_id": "c-3", "shipped_at": "2024-03-03T12:30:00Z", "total": 3.0,
-     "qty": 1, "gift": None, "coupon": None},
-    {"order_id": 4, "customer_id": "c-4", "shipped_at": "2024-03-04T12:30:00Z", "total": None,
-     "qty": 4, "gift": 1, "coupon": "WELCOME"},
-    {"order_id": 5, "customer_id": "c-5", "shipped_at": "2024-03-05T12:30:00Z", "total": 1e6,
-     "qty": None, "gift": 0, "coupon": None},
+    {
+        "order_id": 1,
+        "customer_id": "c-1",
+        "shipped_at": "2024-03-01T12:30:00Z",
+        "total": 12.5,
+        "qty": 2,
+        "gift": 1,
+        "coupon": "SAVE10",
+    },
+    {
+        "order_id": 2,
+        "customer_id": "c-2",
+        "shipped_at": "2024-03-02T12:30:00Z",
+        "total": None,
+        "qty": None,
+        "gift": 0,
+        "coupon": None,
+    },
+    {
+        "order_id": 3,
+        "customer_id": "c-3",
+        "shipped_at": "2024-03-03T12:30:00Z",
+        "total": 3.0,
+        "qty": 1,
+        "gift": None,
+        "coupon": None,
+    },
+    {
+        "order_id": 4,
+        "customer_id": "c-4",
+        "shipped_at": "2024-03-04T12:30:00Z",
+        "total": None,
+        "qty": 4,
+        "gift": 1,
+        "coupon": "WELCOME",
+    },
+    {
+        "order_id": 5,
+        "customer_id": "c-5",
+        "shipped_at": "2024-03-05T12:30:00Z",
+        "total": 1e6,
+        "qty": None,
+        "gift": 0,
+        "coupon": None,
+    },
 ]
 DECLARED = {"order_id": "integer", "total": "float", "gift": "boolean"}
 
 
-def typed_table(engine: sa.Engine, table: str, rows: list[dict[str, Any]],
-                types: dict[str, Any]) -> None:
+def typed_table(
+    engine: sa.Engine, table: str, rows: list[dict[str, Any]], types: dict[str, Any]
+) -> None:
     metadata = sa.MetaData()
     sa.Table(table, metadata, *(sa.Column(name, kind) for name, kind in types.items()))
     metadata.create_all(engine)
@@ -149,21 +188,41 @@ def six_sources(
     (tmp_path / "export.csv").write_text(EXPORT_CSV, encoding="utf-8")
     frame = pd.DataFrame(TYPED_ROWS).astype({"qty": "Int64", "gift": "boolean"})
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "orders.parquet")
-    types = {"order_id": sa.Integer, "customer_id": sa.String(20), "shipped_at": sa.String(40),
-             "total": sa.Double, "qty": sa.Integer, "gift": sa.SmallInteger,
-             "coupon": sa.String(20)}
+    types = {
+        "order_id": sa.Integer,
+        "customer_id": sa.String(20),
+        "shipped_at": sa.String(40),
+        "total": sa.Double,
+        "qty": sa.Integer,
+        "gift": sa.SmallInteger,
+        "coupon": sa.String(20),
+    }
     sources: dict[str, dict[str, Any]] = {
         "csv": {"type": "csv", "path": "export.csv", "delimiter": ";"},
         "parquet": {"type": "parquet", "path": "orders.parquet"},
     }
-    sources.update(databases(tmp_path, request, unique_table, ("sqlite", "duckdb", "postgres",
-                                                                "mariadb"), TYPED_ROWS, types))
+    sources.update(
+        databases(
+            tmp_path,
+            request,
+            unique_table,
+            ("sqlite", "duckdb", "postgres", "mariadb"),
+            TYPED_ROWS,
+            types,
+        )
+    )
     yield sources
     drop(request, unique_table)
 
 
-def databases(folder: Path, request: pytest.FixtureRequest, table: str, names: tuple[str, ...],
-              rows: list[dict[str, Any]], types: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def databases(
+    folder: Path,
+    request: pytest.FixtureRequest,
+    table: str,
+    names: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    types: dict[str, Any],
+) -> dict[str, dict[str, Any]]:
     """`table` with `rows` in each named database; a source reading it back, for each."""
     sources = {}
     for name in names:
@@ -242,25 +301,39 @@ def decimal_sources(
 ) -> Iterator[dict[str, dict[str, Any]]]:
     """Four orders with a DECIMAL(38,2) amount in Parquet, DuckDB, PostgreSQL and MariaDB."""
     rows = [
-        {"order_id": i + 1, "customer_id": f"c-{i + 1}", "shipped_at": "2024-03-01T12:30:00Z",
-         "amount": amount}
+        {
+            "order_id": i + 1,
+            "customer_id": f"c-{i + 1}",
+            "shipped_at": "2024-03-01T12:30:00Z",
+            "amount": amount,
+        }
         for i, amount in enumerate(AMOUNTS)
     ]
-    table = pa.table({
-        "order_id": [row["order_id"] for row in rows],
-        "customer_id": [row["customer_id"] for row in rows],
-        "shipped_at": [row["shipped_at"] for row in rows],
-        "amount": pa.array(AMOUNTS, pa.decimal128(38, 2)),
-    })
+    table = pa.table(
+        {
+            "order_id": [row["order_id"] for row in rows],
+            "customer_id": [row["customer_id"] for row in rows],
+            "shipped_at": [row["shipped_at"] for row in rows],
+            "amount": pa.array(AMOUNTS, pa.decimal128(38, 2)),
+        }
+    )
     pq.write_table(table, tmp_path / "orders.parquet")
-    types = {"order_id": sa.Integer, "customer_id": sa.String(20), "shipped_at": sa.String(40),
-             "amount": sa.Numeric(38, 2)}
+    types = {
+        "order_id": sa.Integer,
+        "customer_id": sa.String(20),
+        "shipped_at": sa.String(40),
+        "amount": sa.Numeric(38, 2),
+    }
     # as text, which the database parses exactly (DuckDB binds a Decimal as a double)
-    as_text = [{**row, "amount": None if row["amount"] is None else str(row["amount"])}
-               for row in rows]
+    as_text = [
+        {**row, "amount": None if row["amount"] is None else str(row["amount"])} for row in rows
+    ]
     sources = {"parquet": {"type": "parquet", "path": "orders.parquet"}}
-    sources.update(databases(tmp_path, request, unique_table, ("duckdb", "postgres", "mariadb"),
-                             as_text, types))
+    sources.update(
+        databases(
+            tmp_path, request, unique_table, ("duckdb", "postgres", "mariadb"), as_text, types
+        )
+    )
     yield sources
     drop(request, unique_table)
 
@@ -281,6 +354,7 @@ def test_decimals_go_out_exact_and_hash_the_same_from_every_source(
     assert b'"properties":{"amount":10.5}' in bodies[2]
     assert b'"amount"' not in bodies[3]
     ids = [event_id for event_id, _ in by_source["parquet"]]
-    assert ids[0] == event_id("store-1", "shopify_backfill", "order_shipped",
-                              [1, Decimal("99999999999999.99")])
+    assert ids[0] == event_id(
+        "store-1", "shopify_backfill", "order_shipped", [1, Decimal("99999999999999.99")]
+    )
     assert canonical([Decimal("10.50")]) == b"m4:10.5"

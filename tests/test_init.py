@@ -25,9 +25,19 @@ def test_init_on_the_sample_csv_guesses_the_mapping_and_validates(tmp_path: Path
     written = etl("init", str(ROOT / "sample_data" / "orders_shipped.csv"), "--output", str(target))
     assert written.exit_code == 0, written.stderr
     text = target.read_text()
-    columns = (
-        ["order_id", "customer_id", "email", "phone", "first_name", "shipped_at", "order_total", "item_count", "gift", "currency", "updated_at"]
-    )
+    columns = [
+        "order_id",
+        "customer_id",
+        "email",
+        "phone",
+        "first_name",
+        "shipped_at",
+        "order_total",
+        "item_count",
+        "gift",
+        "currency",
+        "updated_at",
+    ]
     assert all(f"#   {column} " in text for column in columns)
     assert "jose.69@Example.COM" not in text and "j***@Example.COM" in text  # examples masked
     pipeline = parse_pipeline(target)
@@ -121,7 +131,10 @@ def test_init_on_a_postgresql_table(
         assert etl("init", POSTGRES_URL, "--query", query, "-o", str(by_query)).exit_code == 0
         top = parse_pipeline(by_query)
         assert (top.name, top.source.query, top.source.incremental) == ("query", query, None)
-        assert (top.event.customer.email, top.event.customer.external_id) == ("customer_email", None)
+        assert (top.event.customer.email, top.event.customer.external_id) == (
+            "customer_email",
+            None,
+        )
         assert etl("validate", str(by_query)).stdout.startswith("query: 1 rows read, 1 valid")
     finally:
         with postgres_engine.begin() as connection:

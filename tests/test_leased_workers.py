@@ -31,12 +31,28 @@ def pg_state(postgres_engine: object) -> Iterator[str]:
         yield url
 
 
-def leased_project(tmp_path: Path, server: SandboxProcess, state: str, rows: int,
-                   rate: float, shards: int = 8, incremental: bool = False,
-                   **destination: object) -> Path:
+def leased_project(
+    tmp_path: Path,
+    server: SandboxProcess,
+    state: str,
+    rows: int,
+    rate: float,
+    shards: int = 8,
+    incremental: bool = False,
+    **destination: object,
+) -> Path:
     """One pipeline file every worker runs: `workers:` on, a PostgreSQL state."""
-    file = orders_project(tmp_path, "leased", server.base_url, server.token, rows, state,
-                          rate_limit=rate, concurrency=CONCURRENCY, **destination)
+    file = orders_project(
+        tmp_path,
+        "leased",
+        server.base_url,
+        server.token,
+        rows,
+        state,
+        rate_limit=rate,
+        concurrency=CONCURRENCY,
+        **destination,
+    )
     definition = yaml.safe_load(file.read_text())
     definition["workers"] = {"lease": LEASE_S, "shards": shards}
     if incremental:
@@ -63,10 +79,14 @@ def finish(process: subprocess.Popen[str], timeout: float = 120) -> tuple[int, s
 def state_counts(url: str) -> dict[str, int]:
     engine = sa.create_engine(url)
     with engine.connect() as connection:
-        counts = dict(connection.execute(sa.text(
-            "SELECT status, count(*) FROM etl_events GROUP BY status")).all())
-        counts["pending"] = connection.execute(sa.text(
-            "SELECT count(*) FROM etl_pending")).scalar_one()
+        counts = dict(
+            connection.execute(
+                sa.text("SELECT status, count(*) FROM etl_events GROUP BY status")
+            ).all()
+        )
+        counts["pending"] = connection.execute(
+            sa.text("SELECT count(*) FROM etl_pending")
+        ).scalar_one()
     engine.dispose()
     return counts
 
@@ -74,15 +94,20 @@ def state_counts(url: str) -> dict[str, int]:
 def holders(url: str) -> dict[tuple[str, int], str | None]:
     engine = sa.create_engine(url)
     with engine.connect() as connection:
-        rows = connection.execute(sa.text(
-            "SELECT store_id, shard, holder FROM etl_leases WHERE shard >= 0 "
-            "AND expires_at > extract(epoch FROM clock_timestamp())")).all()
+        rows = connection.execute(
+            sa.text(
+                "SELECT store_id, shard, holder FROM etl_leases WHERE shard >= 0 "
+                "AND expires_at > extract(epoch FROM clock_timestamp())"
+            )
+        ).all()
     engine.dispose()
     return {(store, shard): holder for store, shard, holder in rows}
 
 
 def test_one_worker_alone_delivers_everything_once_moves_the_watermark_and_resends_nothing(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
+    tmp_path: Path,
+    sandbox: Callable[..., SandboxProcess],
+    pg_state: str,
 ) -> None:
     server = sandbox(rate_limit=None)
     file = leased_project(tmp_path, server, pg_state, rows=60, rate=200, incremental=True)
@@ -96,8 +121,9 @@ def test_one_worker_alone_delivers_everything_once_moves_the_watermark_and_resen
     stats = server.stats(STORE)
     assert stats["count"] == 60 and set(stats["receipts"].values()) == {1}
     assert state_counts(pg_state) == {"delivered": 60, "pending": 0}
-    code, stderr = finish(spawn_run(file, "--report-json", str(report),
-                                    "--since", "2024-01-01T00:00:00Z"))
+    code, stderr = finish(
+        spawn_run(file, "--report-json", str(report), "--since", "2024-01-01T00:00:00Z")
+    )
     assert code == 0, stderr[-2000:]
     got = json.loads(report.read_text())
     assert (got["extracted"], got["skipped_unchanged"], got["delivered"]) == (60, 60, 0)
@@ -110,7 +136,9 @@ def test_one_worker_alone_delivers_everything_once_moves_the_watermark_and_resen
 
 
 def test_four_workers_of_one_pipeline_hold_the_store_budget(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
+    tmp_path: Path,
+    sandbox: Callable[..., SandboxProcess],
+    pg_state: str,
 ) -> None:
     rate, rows = 20, 160
     server = sandbox(rate_limit=rate)
@@ -128,7 +156,9 @@ def test_four_workers_of_one_pipeline_hold_the_store_budget(
 
 
 def test_a_killed_worker_costs_at_most_its_in_flight_requests_and_its_partitions_move(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
+    tmp_path: Path,
+    sandbox: Callable[..., SandboxProcess],
+    pg_state: str,
 ) -> None:
     rows = 240
     server = sandbox(rate_limit=None, latency_ms=100)
@@ -136,8 +166,11 @@ def test_a_killed_worker_costs_at_most_its_in_flight_requests_and_its_partitions
     workers = [spawn_run(file) for _ in range(3)]
     victim = workers[1]
     tag = f":{victim.pid}:"
-    wait_for(lambda: any(h and tag in h for h in holders(pg_state).values()), 60,
-             "the victim to hold a partition")
+    wait_for(
+        lambda: any(h and tag in h for h in holders(pg_state).values()),
+        60,
+        "the victim to hold a partition",
+    )
     wait_for(lambda: server.stats(STORE)["count"] >= rows // 4, 60, "a quarter delivered")
     held = [p for p, h in holders(pg_state).items() if h and tag in h]
     victim.kill()
@@ -145,9 +178,13 @@ def test_a_killed_worker_costs_at_most_its_in_flight_requests_and_its_partitions
     victim.wait(10)
     if held:
         moved = wait_for(
-            lambda: all((h := holders(pg_state).get(p)) and tag not in h for p in held)
-            or state_counts(pg_state)["pending"] == 0,
-            LEASE_S + 15, "the victim's partitions to be taken over")
+            lambda: (
+                all((h := holders(pg_state).get(p)) and tag not in h for p in held)
+                or state_counts(pg_state)["pending"] == 0
+            ),
+            LEASE_S + 15,
+            "the victim's partitions to be taken over",
+        )
         print(f"taken over {moved - killed_at:.1f} s after the kill")
     results = [finish(w) for w in (workers[0], workers[2])]
     assert [code for code, _ in results] == [0, 0], [err[-800:] for _, err in results]
@@ -159,15 +196,20 @@ def test_a_killed_worker_costs_at_most_its_in_flight_requests_and_its_partitions
 
 
 def test_a_worker_frozen_past_its_lease_sends_nothing_more_and_exits_3(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
+    tmp_path: Path,
+    sandbox: Callable[..., SandboxProcess],
+    pg_state: str,
 ) -> None:
     rows = 120
     server = sandbox(rate_limit=None, latency_ms=200)  # requests in flight when it stops
     file = leased_project(tmp_path, server, pg_state, rows=rows, rate=20)
     frozen, other = spawn_run(file), spawn_run(file)
     tag = f":{frozen.pid}:"
-    wait_for(lambda: any(h and tag in h for h in holders(pg_state).values()), 60,
-             "the frozen one to hold a partition")
+    wait_for(
+        lambda: any(h and tag in h for h in holders(pg_state).values()),
+        60,
+        "the frozen one to hold a partition",
+    )
     wait_for(lambda: server.stats(STORE)["count"] >= 10, 60, "some delivered")
     frozen.send_signal(signal.SIGSTOP)
     stopped = time.monotonic()
@@ -190,8 +232,9 @@ def test_a_worker_frozen_past_its_lease_sends_nothing_more_and_exits_3(
 
 
 def test_the_kubernetes_example_runs_the_same_leased_command_in_every_pod() -> None:
-    job = yaml.safe_load((Path(__file__).parents[1] / "examples/kubernetes/leased-workers.yaml")
-                         .read_text())
+    job = yaml.safe_load(
+        (Path(__file__).parents[1] / "examples/kubernetes/leased-workers.yaml").read_text()
+    )
     spec = job["spec"]
     [container] = spec["template"]["spec"]["containers"]
     assert "completionMode" not in spec and spec["completions"] == spec["parallelism"] >= 2
@@ -200,14 +243,21 @@ def test_the_kubernetes_example_runs_the_same_leased_command_in_every_pod() -> N
 
 
 def test_two_workers_share_a_store_column_pipeline_each_event_sent_once(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
+    tmp_path: Path,
+    sandbox: Callable[..., SandboxProcess],
+    pg_state: str,
 ) -> None:
     from test_many_stores import Stores, csv, rows
 
     server = sandbox(rate_limit=None)
     stores = ["shop-a", "shop-b", "shop-c"]
-    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(stores, 20)),
-                     credentials="stores.yaml", rate_limit=40)
+    project = Stores(
+        tmp_path,
+        server.base_url,
+        csv(tmp_path, rows(stores, 20)),
+        credentials="stores.yaml",
+        rate_limit=40,
+    )
     project.credentials({store: server.token for store in stores})
     definition = yaml.safe_load(project.file.read_text())
     definition.update(workers={"lease": LEASE_S, "shards": 2}, state=pg_state)
@@ -222,7 +272,9 @@ def test_two_workers_share_a_store_column_pipeline_each_event_sent_once(
 
 
 def test_a_killed_reader_is_replaced_and_the_re_read_sends_nothing_twice(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], pg_state: str,
+    tmp_path: Path,
+    sandbox: Callable[..., SandboxProcess],
+    pg_state: str,
 ) -> None:
     """The source is a PostgreSQL query that sleeps 1 s every 20 rows (chunks of 20), so
     the reader is killed mid-read; another worker takes the reader lease after expiry,
@@ -233,30 +285,47 @@ def test_a_killed_reader_is_replaced_and_the_re_read_sends_nothing_twice(
     server = sandbox(rate_limit=None)
     file = leased_project(tmp_path, server, pg_state, rows=rows, rate=40)
     definition = yaml.safe_load(file.read_text())
-    definition["source"] = {"type": "sql", "url": POSTGRES_URL, "chunk_size": 20, "query": (
-        "SELECT 'r-' || i AS order_id, 'c-' || (i % 7) AS customer_id, "
-        "'2024-03-01T12:30:00Z' AS shipped_at FROM generate_series(1, 120) AS i "
-        "WHERE i % 20 <> 0 OR pg_sleep(1)::text = ''")}
+    definition["source"] = {
+        "type": "sql",
+        "url": POSTGRES_URL,
+        "chunk_size": 20,
+        "query": (
+            "SELECT 'r-' || i AS order_id, 'c-' || (i % 7) AS customer_id, "
+            "'2024-03-01T12:30:00Z' AS shipped_at FROM generate_series(1, 120) AS i "
+            "WHERE i % 20 <> 0 OR pg_sleep(1)::text = ''"
+        ),
+    }
     file.write_text(yaml.safe_dump(definition))
     workers = [spawn_run(file) for _ in range(3)]
     engine = sa.create_engine(pg_state)
 
     def reader() -> str | None:
         with engine.connect() as connection:
-            return connection.execute(sa.text(
-                "SELECT holder FROM etl_leases WHERE shard = -1 "
-                "AND expires_at > extract(epoch FROM clock_timestamp())")).scalar()
+            return connection.execute(
+                sa.text(
+                    "SELECT holder FROM etl_leases WHERE shard = -1 "
+                    "AND expires_at > extract(epoch FROM clock_timestamp())"
+                )
+            ).scalar()
 
     try:
-        wait_for(lambda: state_counts(pg_state)["pending"] + state_counts(pg_state).get(
-            "delivered", 0) >= 20, 60, "the first chunk enqueued")
+        wait_for(
+            lambda: (
+                state_counts(pg_state)["pending"] + state_counts(pg_state).get("delivered", 0) >= 20
+            ),
+            60,
+            "the first chunk enqueued",
+        )
         holder = reader()
         assert holder is not None
         [victim] = [w for w in workers if f":{w.pid}:" in holder]
         victim.kill()
         victim.wait(10)
-        wait_for(lambda: (h := reader()) is not None and h != holder, LEASE_S + 15,
-                 "another worker to take the reader lease")
+        wait_for(
+            lambda: (h := reader()) is not None and h != holder,
+            LEASE_S + 15,
+            "another worker to take the reader lease",
+        )
     finally:
         engine.dispose()
     results = [finish(w) for w in workers if w is not victim]

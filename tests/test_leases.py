@@ -36,8 +36,10 @@ def queue(engine: sa.Engine, worker: str, shards: int = 4) -> WorkQueue:
 
 
 def events(n: int, version: int = 0) -> list[tuple[str, Event]]:
-    return [("store-a", Event(f"e-{i}", f'{{"i": {i}, "v": {version}}}'.encode(), cursor=i))
-            for i in range(n)]
+    return [
+        ("store-a", Event(f"e-{i}", f'{{"i": {i}, "v": {version}}}'.encode(), cursor=i))
+        for i in range(n)
+    ]
 
 
 def fenced(lease: Lease, event: Event, status: Status = Status.DELIVERED) -> dict[str, object]:

@@ -117,7 +117,10 @@ def test_every_event_is_delivered_once_with_the_exact_body(sandbox: Callable[...
     assert sorted(o.event.id for o in outcomes) == sorted(b["id"] for b in bodies)
     assert {(o.status, o.attempts, o.error) for o in outcomes} == {(Status.DELIVERED, 1, None)}
     assert (stats.requests, stats.retries, stats.http_429, stats.status_counts) == (
-        300, 0, 0, {200: 300}
+        300,
+        0,
+        0,
+        {200: 300},
     )
 
 
@@ -268,9 +271,7 @@ def test_in_process_the_given_client_is_used_and_left_open() -> None:
 def test_an_answer_slower_than_the_timeout_is_retried(sandbox: Callable[..., Any]) -> None:
     server = sandbox(rate_limit=None, slow_rate=0.3, slow_ms=3000, seed=2)
     bodies = [body(n) for n in range(30)]
-    outcomes, stats = deliver(
-        destination(server, timeout=0.5, max_retries=10), make_events(bodies)
-    )
+    outcomes, stats = deliver(destination(server, timeout=0.5, max_retries=10), make_events(bodies))
 
     assert Counter(o.status for o in outcomes) == {Status.DELIVERED: 30}
     assert by_id(server.events(STORE)) == by_id(bodies)

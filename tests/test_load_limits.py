@@ -148,7 +148,8 @@ def test_a_429_waits_for_the_first_believable_reset(
         pytest.param({"RateLimit-Remaining": "3", "RateLimit-Reset": "1"}, None, id="budget-left"),
         pytest.param({"RateLimit-Remaining": "0"}, None, id="no-reset"),
         pytest.param(
-            {"X-RateLimit-Remaining-Minute": "0", "X-RateLimit-Reset-Minute": "12"}, 12.0,
+            {"X-RateLimit-Remaining-Minute": "0", "X-RateLimit-Reset-Minute": "12"},
+            12.0,
             id="minute-spent",
         ),
         pytest.param({"X-RateLimit-Remaining-Minute": "9"}, None, id="minute-left"),

@@ -32,8 +32,9 @@ def test_a_day_long_retry_after_is_clamped_to_max_pause_and_logged_once(
         return Response(b'{"id": "x"}', 200, media_type="application/json")
 
     base_url = serve(Starlette(routes=[Route(wire.DEFAULT_PATH, post, methods=["POST"])]))
-    proj = Project(tmp_path, base_url, "any-token", csv_source(tmp_path, orders(5)),
-                   concurrency=1, max_pause=2)
+    proj = Project(
+        tmp_path, base_url, "any-token", csv_source(tmp_path, orders(5)), concurrency=1, max_pause=2
+    )
     result = proj.run("--report-json", str(tmp_path / "report.json"))
 
     assert result.returncode == 0, result.stderr

@@ -74,8 +74,9 @@ def test_a_dead_port_aborts_within_seconds_naming_the_host_and_the_error(tmp_pat
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
         base_url = f"http://127.0.0.1:{port}"
-        proj = Project(tmp_path, base_url, "some-token", csv_source(tmp_path, orders(300)),
-                       max_retries=8)
+        proj = Project(
+            tmp_path, base_url, "some-token", csv_source(tmp_path, orders(300)), max_retries=8
+        )
         for args in (["--limit", "5"], []):
             started = time.monotonic()
             result = proj.run(*args, "--report-json", str(tmp_path / "report.json"))
@@ -96,11 +97,15 @@ def test_a_dead_port_with_only_a_secret_aborts_while_generating_the_token() -> N
     with socket.socket() as unused:
         unused.bind(("127.0.0.1", 0))
         port = unused.getsockname()[1]
-        dest = destination(base_url=f"http://127.0.0.1:{port}", token=None, secret="s3cret-value",
-                           max_retries=8)
+        dest = destination(
+            base_url=f"http://127.0.0.1:{port}", token=None, secret="s3cret-value", max_retries=8
+        )
         started = time.monotonic()
-        with pytest.raises(Unreachable, match=f"the API at http://127.0.0.1:{port} cannot be "
-                           r"reached \(ConnectError: could not connect") as raised:
+        with pytest.raises(
+            Unreachable,
+            match=f"the API at http://127.0.0.1:{port} cannot be "
+            r"reached \(ConnectError: could not connect",
+        ) as raised:
             deliver(dest, make_events([body(n) for n in range(10)]))
         assert time.monotonic() - started < 15  # three tries, not eight at full back-off
     assert "s3cret-value" not in str(raised.value)

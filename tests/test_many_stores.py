@@ -24,9 +24,15 @@ STORES = ["shop-a", "shop-b", "shop-c"]
 def rows(stores: list[str], per_store: int, *, sort_by_store: bool = True) -> pd.DataFrame:
     """`per_store` orders for each store; grouped by store (the common export) or interleaved."""
     records = [
-        {"shop_id": store, "order_id": f"{store}-o{i}", "customer_id": f"c-{i % 5}",
-         "shipped_at": f"2024-03-{1 + i % 28:02d}T12:30:00Z", "updated_at": 100 + i}
-        for store in stores for i in range(per_store)
+        {
+            "shop_id": store,
+            "order_id": f"{store}-o{i}",
+            "customer_id": f"c-{i % 5}",
+            "shipped_at": f"2024-03-{1 + i % 28:02d}T12:30:00Z",
+            "updated_at": 100 + i,
+        }
+        for store in stores
+        for i in range(per_store)
     ]
     frame = pd.DataFrame(records)
     if not sort_by_store:
@@ -37,7 +43,9 @@ def rows(stores: list[str], per_store: int, *, sort_by_store: bool = True) -> pd
 class Stores:
     """A pipeline folder loading many stores through the CLI."""
 
-    def __init__(self, root: Path, base_url: str, source: dict[str, Any], **destination: Any) -> None:
+    def __init__(
+        self, root: Path, base_url: str, source: dict[str, Any], **destination: Any
+    ) -> None:
         self.root, self.file = root, root / "pipe.yaml"
         self.base_url = base_url
         definition = {
@@ -68,14 +76,25 @@ class Stores:
             yaml.safe_dump({store: {"token": token} for store, token in tokens.items()})
         )
 
-    def etl(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "etl", *args], check=False, capture_output=True,
-                              text=True,
-                              env={**os.environ, **(env or {})}, timeout=120, cwd="/")
+    def etl(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "etl", *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+            timeout=120,
+            cwd="/",
+        )
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return self.etl("run", str(self.file), "--report-json", str(self.root / "r.json"), *args,
-                        env=env)
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return self.etl(
+            "run", str(self.file), "--report-json", str(self.root / "r.json"), *args, env=env
+        )
 
     def report(self) -> dict[str, Any]:
         return json.loads((self.root / "r.json").read_text())
@@ -94,16 +113,19 @@ def watermark(project: Stores) -> Any:
 
 
 def expected_ids(store: str, per_store: int) -> set[str]:
-    return {event_id(store, "shopify_backfill", "order_shipped", [f"{store}-o{i}"])
-            for i in range(per_store)}
+    return {
+        event_id(store, "shopify_backfill", "order_shipped", [f"{store}-o{i}"])
+        for i in range(per_store)
+    }
 
 
 @pytest.mark.parametrize("count", [2, 3])
 def test_each_store_gets_its_own_rows_from_one_csv(tmp_path: Path, sandbox, count: int) -> None:
     server = sandbox(rate_limit=None)
     stores = STORES[:count]
-    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(stores, 10)),
-                     credentials="stores.yaml")
+    project = Stores(
+        tmp_path, server.base_url, csv(tmp_path, rows(stores, 10)), credentials="stores.yaml"
+    )
     project.credentials({store: server.token for store in stores})
     result = project.run()
     assert result.returncode == 0, result.stderr
@@ -120,8 +142,12 @@ def test_each_store_gets_its_own_rows_from_one_sql_source(tmp_path: Path, sandbo
     server = sandbox(rate_limit=None)
     with sqlite3.connect(tmp_path / "shop.db") as connection:
         rows(STORES, 6).to_sql("orders", connection, index=False)
-    source = {"type": "sql", "url": "sqlite:///shop.db", "query": "SELECT * FROM orders",
-              "chunk_size": 5}
+    source = {
+        "type": "sql",
+        "url": "sqlite:///shop.db",
+        "query": "SELECT * FROM orders",
+        "chunk_size": 5,
+    }
     project = Stores(tmp_path, server.base_url, source, token_file=str(tmp_path / "s/{store_id}"))
     (tmp_path / "s").mkdir()
     for store in STORES:  # the secret-mount convention: a trailing newline is ignored
@@ -161,9 +187,21 @@ def test_rows_of_unknown_or_malformed_stores_are_rejected_under_rule_store(
     tmp_path: Path, sandbox
 ) -> None:
     server = sandbox(rate_limit=None)
-    frame = pd.concat([rows(["shop-a", "shop-x"], 3),
-                       pd.DataFrame([{"shop_id": "../admin", "order_id": "evil",
-                                      "customer_id": "c", "shipped_at": "2024-03-01T00:00:00Z"}])])
+    frame = pd.concat(
+        [
+            rows(["shop-a", "shop-x"], 3),
+            pd.DataFrame(
+                [
+                    {
+                        "shop_id": "../admin",
+                        "order_id": "evil",
+                        "customer_id": "c",
+                        "shipped_at": "2024-03-01T00:00:00Z",
+                    }
+                ]
+            ),
+        ]
+    )
     project = Stores(tmp_path, server.base_url, csv(tmp_path, frame), credentials="stores.yaml")
     project.credentials({"shop-a": server.token})
     result = project.run()
@@ -180,15 +218,19 @@ def test_rows_of_unknown_or_malformed_stores_are_rejected_under_rule_store(
 
 def test_a_bad_credentials_entry_is_one_line_naming_file_and_key(tmp_path: Path, sandbox) -> None:
     server = sandbox(rate_limit=None)
-    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(STORES, 2)),
-                     credentials="stores.yaml")
-    (tmp_path / "stores.yaml").write_text("shop-a: {token: 'tok en'}\nshop-b: {token: '${NOPE_VAR}'}\n")
+    project = Stores(
+        tmp_path, server.base_url, csv(tmp_path, rows(STORES, 2)), credentials="stores.yaml"
+    )
+    (tmp_path / "stores.yaml").write_text(
+        "shop-a: {token: 'tok en'}\nshop-b: {token: '${NOPE_VAR}'}\n"
+    )
     result = project.run()
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 2, result.stderr
-    assert any(f"{tmp_path / 'stores.yaml'}: shop-a.token: contains whitespace" in line
-               for line in lines)
+    assert any(
+        f"{tmp_path / 'stores.yaml'}: shop-a.token: contains whitespace" in line for line in lines
+    )
     assert any("shop-b.token" in line and "NOPE_VAR" in line for line in lines)
     assert "Traceback" not in result.stderr
     assert "tok en" not in result.stderr
@@ -198,8 +240,13 @@ def test_a_source_sorted_by_store_feeds_every_store_at_once(tmp_path: Path, sand
     """Sorted by store, 40 rows each at 10 req/s per store: every store's first request
     arrives before the first store's last one (no store waits for another's rows)."""
     server = sandbox(rate_limit=None)
-    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(STORES, 40), chunk_size=10),
-                     credentials="stores.yaml", rate_limit=10)
+    project = Stores(
+        tmp_path,
+        server.base_url,
+        csv(tmp_path, rows(STORES, 40), chunk_size=10),
+        credentials="stores.yaml",
+        rate_limit=10,
+    )
     project.credentials({store: server.token for store in STORES})
     result = project.run()
     assert result.returncode == 0, result.stderr
@@ -212,8 +259,9 @@ def test_a_source_sorted_by_store_feeds_every_store_at_once(tmp_path: Path, sand
 
 def test_status_shows_each_store_and_the_totals(tmp_path: Path, sandbox) -> None:
     server = sandbox(rate_limit=None)
-    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(STORES, 4)),
-                     credentials="stores.yaml")
+    project = Stores(
+        tmp_path, server.base_url, csv(tmp_path, rows(STORES, 4)), credentials="stores.yaml"
+    )
     project.credentials({"shop-a": server.token, "shop-b": server.token, "shop-c": "bad-token-c"})
     assert project.run().returncode == 3
     status = project.etl("status", str(project.file), "--json")
@@ -231,12 +279,20 @@ def test_kill_9_mid_run_loses_nothing_and_resends_at_most_the_in_flight(
 ) -> None:
     server = sandbox(rate_limit=None, latency_ms=20)
     stores = [f"shop-{i}" for i in range(6)]
-    project = Stores(tmp_path, server.base_url, csv(tmp_path, rows(stores, 40), chunk_size=20),
-                     credentials="stores.yaml", rate_limit=20, concurrency=2)
+    project = Stores(
+        tmp_path,
+        server.base_url,
+        csv(tmp_path, rows(stores, 40), chunk_size=20),
+        credentials="stores.yaml",
+        rate_limit=20,
+        concurrency=2,
+    )
     project.credentials({store: server.token for store in stores})
     process = subprocess.Popen(
-        [sys.executable, "-m", "etl", "run", str(project.file)], stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, cwd="/",
+        [sys.executable, "-m", "etl", "run", str(project.file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd="/",
     )
     deadline = time.monotonic() + 60
     while sum(server.stats(s)["count"] for s in stores) < 60 and time.monotonic() < deadline:
@@ -259,11 +315,16 @@ def test_a_store_column_of_integers_hashes_like_the_constant_store(tmp_path: Pat
     frame = rows(["1001", "1002"], 3)
     frame["shop_id"] = frame["shop_id"].astype(int)
     project = Stores(tmp_path, "http://127.0.0.1:9", csv(tmp_path, frame))
-    result = project.etl("run", str(project.file), "--dry-run", "--output", str(tmp_path / "o.jsonl"))
+    result = project.etl(
+        "run", str(project.file), "--dry-run", "--output", str(tmp_path / "o.jsonl")
+    )
     assert result.returncode == 0, result.stderr
     ids = {json.loads(line)["id"] for line in (tmp_path / "o.jsonl").read_text().splitlines()}
-    assert ids == {event_id(store, "shopify_backfill", "order_shipped", [f"{store}-o{i}"])
-                   for store in ("1001", "1002") for i in range(3)}
+    assert ids == {
+        event_id(store, "shopify_backfill", "order_shipped", [f"{store}-o{i}"])
+        for store in ("1001", "1002")
+        for i in range(3)
+    }
 
 
 def test_a_single_store_state_carries_over_to_the_store_column(tmp_path: Path, sandbox) -> None:
@@ -295,10 +356,26 @@ def test_partitions_of_a_store_column_pipeline_each_send_their_stores_at_once(
     source = csv(tmp_path, rows(stores, 3), incremental={"cursor": "updated_at"})
     project = Stores(tmp_path, server.base_url, source, credentials="stores.yaml")
     project.credentials({store: server.token for store in stores})
-    copies = [subprocess.Popen(
-        [sys.executable, "-m", "etl", "run", str(project.file), "--partition", f"{k}/2",
-         "--report-json", str(tmp_path / f"r{k}.json")],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd="/") for k in range(2)]
+    copies = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "etl",
+                "run",
+                str(project.file),
+                "--partition",
+                f"{k}/2",
+                "--report-json",
+                str(tmp_path / f"r{k}.json"),
+            ],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd="/",
+        )
+        for k in range(2)
+    ]
     errors = [copy.communicate(timeout=120)[1] for copy in copies]
     assert [copy.returncode for copy in copies] == [0, 0], errors
     mine = [sorted(s for s in stores if bucket(s, 2) == k) for k in range(2)]

@@ -27,8 +27,14 @@ def test_jemalloc_unless_the_user_chose_a_pool(chosen: str | None, expected: str
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     if chosen:
         env["ARROW_DEFAULT_MEMORY_POOL"] = chosen
-    result = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True,
-                            text=True, timeout=60, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", CODE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     assert result.stdout.strip() == expected
 
 
@@ -53,8 +59,14 @@ def test_freed_column_arrays_go_back_to_the_system_once_malloc_is_bound() -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
 
     def freed(mode: str) -> tuple[str, int]:
-        result = subprocess.run([sys.executable, "-c", HOLES, mode], env=env, text=True,
-                                capture_output=True, timeout=60, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", HOLES, mode],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
         applied, megabytes = result.stdout.split()
         return applied, int(megabytes)
 

@@ -16,8 +16,14 @@ from etl.sandbox.process import SandboxProcess
 
 
 def etl_run(file: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "etl", "run", str(file), *args], env=etl_env(),
-                          capture_output=True, text=True, timeout=120, cwd="/")
+    return subprocess.run(
+        [sys.executable, "-m", "etl", "run", str(file), *args],
+        env=etl_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
 
 
 def test_the_bucket_is_the_first_8_bytes_of_sha256_mod_n() -> None:
@@ -34,12 +40,15 @@ def test_every_store_has_exactly_one_owner_among_n() -> None:
     assert {found[0] for found in owners} == set(range(7))  # and the 7 all get some
 
 
-@pytest.mark.parametrize(("value", "problem"), [
-    ("4/4", "K must be below N (0..3), not 4"),
-    ("1/0", "N must be at least 1, not 0"),
-    ("-1/3", "expected K/N (e.g. 0/4), not '-1/3'"),
-    ("one/3", "expected K/N (e.g. 0/4), not 'one/3'"),
-])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("4/4", "K must be below N (0..3), not 4"),
+        ("1/0", "N must be at least 1, not 0"),
+        ("-1/3", "expected K/N (e.g. 0/4), not '-1/3'"),
+        ("one/3", "expected K/N (e.g. 0/4), not 'one/3'"),
+    ],
+)
 def test_a_malformed_partition_is_a_usage_error(tmp_path: Path, value: str, problem: str) -> None:
     file = orders_project(tmp_path, "parts", "http://127.0.0.1:9", "t", 3, ".etl/state.db")
     result = etl_run(file, "--partition", value)
@@ -54,8 +63,10 @@ def test_a_partition_that_does_not_own_the_store_reads_nothing_and_exits_0(tmp_p
     assert bucket(STORE, 4) == 0
     result = etl_run(file, "--partition", "3/4")
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == (f"parts: partition 3/4 does not own store {STORE!r} "
-                             "(its partition is 0/4); nothing to read\n")
+    assert result.stdout == (
+        f"parts: partition 3/4 does not own store {STORE!r} "
+        "(its partition is 0/4); nothing to read\n"
+    )
     assert not (tmp_path / ".etl").exists()
 
 
@@ -76,8 +87,9 @@ def test_the_kubernetes_example_hands_each_pod_its_own_partition_of_n() -> None:
 
     import yaml
 
-    job = yaml.safe_load((Path(__file__).parents[1] / "examples/kubernetes/indexed-job.yaml")
-                         .read_text())
+    job = yaml.safe_load(
+        (Path(__file__).parents[1] / "examples/kubernetes/indexed-job.yaml").read_text()
+    )
     spec = job["spec"]
     [container] = spec["template"]["spec"]["containers"]
     found = re.search(r'--partition "\$\{JOB_COMPLETION_INDEX\}/(\d+)"', container["args"][0])

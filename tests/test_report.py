@@ -39,24 +39,45 @@ def test_report_json_has_every_summary_field(tmp_path: Path) -> None:
     assert data["rejected"] == 2
     assert data["rejected_by_rule"] == {"email": 2}
     assert {key: data[key] for key in ("extracted", "valid", "delivered", "failed", "run_id")} == {
-        "extracted": 10, "valid": 8, "delivered": 7, "failed": 1, "run_id": 7,
+        "extracted": 10,
+        "valid": 8,
+        "delivered": 7,
+        "failed": 1,
+        "run_id": 7,
     }
-    for key in ("skipped_unchanged", "http_retries", "http_429", "duration_s", "requests_per_s",
-                "limiter_wait_s", "pause_429_s"):
+    for key in (
+        "skipped_unchanged",
+        "http_retries",
+        "http_429",
+        "duration_s",
+        "requests_per_s",
+        "limiter_wait_s",
+        "pause_429_s",
+    ):
         assert key in data
 
 
 def test_the_loaders_statistics_reach_the_json_by_their_report_names_in_place() -> None:
-    stats = LoadStats(requests=12, retries=2, http_429=1, limiter_wait_s=0.5, pause_429_s=1.5,
-                      last_error="HTTP 500", paused_until=datetime(2026, 12, 2, 5, tzinfo=UTC))
+    stats = LoadStats(
+        requests=12,
+        retries=2,
+        http_429=1,
+        limiter_wait_s=0.5,
+        pause_429_s=1.5,
+        last_error="HTTP 500",
+        paused_until=datetime(2026, 12, 2, 5, tzinfo=UTC),
+    )
     data = RunReport(pipeline="orders", written=0, load=stats).to_dict()
     assert "load" not in data
     keys = list(data)
     assert keys[keys.index("written") + 1 : keys.index("written") + 4] == [
-        "requests", "http_retries", "http_429"
+        "requests",
+        "http_retries",
+        "http_429",
     ]
     assert keys[keys.index("prepare_s") + 1 : keys.index("prepare_s") + 3] == [
-        "limiter_wait_s", "pause_429_s"
+        "limiter_wait_s",
+        "pause_429_s",
     ]
     assert keys[-3:] == ["last_error", "paused_until", "stores"]
     assert [data[key] for key in keys[-3:-1]] == ["HTTP 500", "2026-12-02 05:00:00+00:00"]
@@ -91,16 +112,43 @@ def test_summary_lists_rejects_per_rule() -> None:
 def test_quarantine_appends_with_a_fixed_header(tmp_path: Path) -> None:
     quarantine = Quarantine(tmp_path / "rejects" / "1.csv", ["order_id", "email"])
     assert not quarantine.path.exists()
-    quarantine.write(pd.DataFrame({"order_id": ["o-1"], "email": ["x@"], "reject_rule": ["email"],
-                                   "reject_reason": ["email 'x@' is not a valid address"]}))
-    quarantine.write(pd.DataFrame({"order_id": ["o-2"], "reject_rule": ["api"],
-                                   "reject_reason": ["bad"], "event_id": ["e-2"]}))
+    quarantine.write(
+        pd.DataFrame(
+            {
+                "order_id": ["o-1"],
+                "email": ["x@"],
+                "reject_rule": ["email"],
+                "reject_reason": ["email 'x@' is not a valid address"],
+            }
+        )
+    )
+    quarantine.write(
+        pd.DataFrame(
+            {
+                "order_id": ["o-2"],
+                "reject_rule": ["api"],
+                "reject_reason": ["bad"],
+                "event_id": ["e-2"],
+            }
+        )
+    )
     frame = pd.read_csv(quarantine.path, keep_default_na=False)
     assert list(frame.columns) == ["order_id", "email", "reject_rule", "reject_reason", "event_id"]
     assert frame.to_dict("records") == [
-        {"order_id": "o-1", "email": "x@", "reject_rule": "email",
-         "reject_reason": "email 'x@' is not a valid address", "event_id": ""},
-        {"order_id": "o-2", "email": "", "reject_rule": "api", "reject_reason": "bad", "event_id": "e-2"},
+        {
+            "order_id": "o-1",
+            "email": "x@",
+            "reject_rule": "email",
+            "reject_reason": "email 'x@' is not a valid address",
+            "event_id": "",
+        },
+        {
+            "order_id": "o-2",
+            "email": "",
+            "reject_rule": "api",
+            "reject_reason": "bad",
+            "event_id": "e-2",
+        },
     ]
     assert quarantine.rows == 2
 

@@ -36,7 +36,9 @@ def orders(n: int, *, start: int = 0, updated: str = "2024-05-01T00:00:00Z") -> 
 class Project:
     """A pipeline folder with its data, run through the CLI."""
 
-    def __init__(self, root: Path, base_url: str, token: str, source: dict[str, Any], **destination: Any) -> None:
+    def __init__(
+        self, root: Path, base_url: str, token: str, source: dict[str, Any], **destination: Any
+    ) -> None:
         self.root = root
         self.file = root / "pipe.yaml"
         self.env = {**os.environ, "YOTPO_STORE_ID": STORE, "YOTPO_TOKEN": token}
@@ -69,8 +71,12 @@ class Project:
 
     def etl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "etl", *args], capture_output=True, text=True, env=self.env,
-            timeout=timeout, cwd="/",
+            [sys.executable, "-m", "etl", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            cwd="/",
         )
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -79,7 +85,11 @@ class Project:
     def spawn(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "etl", "run", str(self.file), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env, cwd="/",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            cwd="/",
         )
 
     def report(self) -> dict[str, Any]:
@@ -107,7 +117,12 @@ def with_bad_rows(frame: pd.DataFrame) -> pd.DataFrame:
 @pytest.fixture
 def project(tmp_path: Path, sandbox):
     server = sandbox(rate_limit=None)
-    return server, Project(tmp_path, server.base_url, server.token, csv_source(tmp_path, with_bad_rows(orders(GOOD_ROWS))))
+    return server, Project(
+        tmp_path,
+        server.base_url,
+        server.token,
+        csv_source(tmp_path, with_bad_rows(orders(GOOD_ROWS))),
+    )
 
 
 def test_a_run_delivers_exactly_what_the_dry_run_shows_and_quarantines_the_rest(project) -> None:
@@ -129,7 +144,12 @@ def test_a_run_delivers_exactly_what_the_dry_run_shows_and_quarantines_the_rest(
     assert first["properties"] == {"order_id": "o-0", "total": 10.0}
 
     report = proj.report()
-    assert (report["extracted"], report["valid"], report["delivered"], report["failed"]) == (GOOD_ROWS + 2, GOOD_ROWS, GOOD_ROWS, 0)
+    assert (report["extracted"], report["valid"], report["delivered"], report["failed"]) == (
+        GOOD_ROWS + 2,
+        GOOD_ROWS,
+        GOOD_ROWS,
+        0,
+    )
     assert report["rejected_by_rule"] == {"customer_identity": 1, "occurred_at": 1}
     quarantine = pd.read_csv(report["quarantine_file"])
     assert sorted(quarantine["order_id"]) == ["bad-1", "bad-2"]
@@ -160,7 +180,9 @@ def test_a_rerun_skips_unchanged_events_and_resends_only_changed_ones(project) -
 
 def test_a_wrong_token_aborts_fast_with_exit_3(tmp_path: Path, sandbox) -> None:
     server = sandbox(rate_limit=None)
-    proj = Project(tmp_path, server.base_url, "wrong-token-value", csv_source(tmp_path, orders(300)))
+    proj = Project(
+        tmp_path, server.base_url, "wrong-token-value", csv_source(tmp_path, orders(300))
+    )
     result = proj.run()
     assert result.returncode == 3, result.stderr
     assert "refused" in result.stderr.lower()
@@ -171,7 +193,9 @@ def test_a_wrong_token_aborts_fast_with_exit_3(tmp_path: Path, sandbox) -> None:
 
 def test_failed_events_are_retried_first_on_the_next_run(tmp_path: Path, sandbox) -> None:
     broken = sandbox(rate_limit=None, fail_rate=1.0, seed=3)
-    proj = Project(tmp_path, broken.base_url, broken.token, csv_source(tmp_path, orders(10)), max_retries=1)
+    proj = Project(
+        tmp_path, broken.base_url, broken.token, csv_source(tmp_path, orders(10)), max_retries=1
+    )
     assert proj.run("--report-json", str(tmp_path / "report.json")).returncode == 1
     assert proj.report()["failed"] == 10
 
@@ -182,7 +206,11 @@ def test_failed_events_are_retried_first_on_the_next_run(tmp_path: Path, sandbox
     assert healthy.base_url == broken.base_url
     assert proj.run("--report-json", str(tmp_path / "report.json")).returncode == 0
     report = proj.report()
-    assert (report["retried_from_last_run"], report["delivered"], report["skipped_unchanged"]) == (10, 10, 10)
+    assert (report["retried_from_last_run"], report["delivered"], report["skipped_unchanged"]) == (
+        10,
+        10,
+        10,
+    )
     assert healthy.stats(STORE)["count"] == 10
     assert healthy.stats(STORE)["requests"] == 10
 
@@ -202,7 +230,9 @@ def test_incremental_sync_sends_exactly_the_new_and_changed_rows(tmp_path: Path,
     proj = Project(tmp_path, server.base_url, server.token, source)
     assert proj.run().returncode == 0
     with sqlite3.connect(database) as connection:
-        orders(5, start=100, updated="2024-05-02T00:00:00Z").to_sql("orders", connection, index=False, if_exists="append")
+        orders(5, start=100, updated="2024-05-02T00:00:00Z").to_sql(
+            "orders", connection, index=False, if_exists="append"
+        )
         connection.execute(
             "UPDATE orders SET order_total = 1.5, updated_at = '2024-05-02T01:00:00Z' WHERE order_id IN ('o-1', 'o-2')"
         )
@@ -218,9 +248,13 @@ def test_incremental_sync_sends_exactly_the_new_and_changed_rows(tmp_path: Path,
     assert "delivered 25" in status.stdout
 
 
-def test_kill_9_mid_run_then_rerun_loses_nothing_and_resends_at_most_concurrency(tmp_path: Path, sandbox) -> None:
+def test_kill_9_mid_run_then_rerun_loses_nothing_and_resends_at_most_concurrency(
+    tmp_path: Path, sandbox
+) -> None:
     server = sandbox(rate_limit=None, latency_ms=30)
-    proj = Project(tmp_path, server.base_url, server.token, csv_source(tmp_path, orders(400)), rate_limit=100)
+    proj = Project(
+        tmp_path, server.base_url, server.token, csv_source(tmp_path, orders(400)), rate_limit=100
+    )
     process = proj.spawn()
     deadline = time.monotonic() + 60
     while server.stats(STORE)["count"] < 100 and time.monotonic() < deadline:
@@ -238,7 +272,9 @@ def test_kill_9_mid_run_then_rerun_loses_nothing_and_resends_at_most_concurrency
 
 def test_sigint_stops_cleanly_with_exit_130_and_a_summary(tmp_path: Path, sandbox) -> None:
     server = sandbox(rate_limit=None)
-    proj = Project(tmp_path, server.base_url, server.token, csv_source(tmp_path, orders(200)), rate_limit=20)
+    proj = Project(
+        tmp_path, server.base_url, server.token, csv_source(tmp_path, orders(200)), rate_limit=20
+    )
     process = proj.spawn("--report-json", str(tmp_path / "report.json"))
     deadline = time.monotonic() + 60
     while server.stats(STORE)["count"] < 10 and time.monotonic() < deadline:

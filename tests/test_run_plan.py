@@ -23,11 +23,21 @@ def pipeline(tmp_path: Path, *, incremental: bool = True, store_column: bool = F
     destination["store_id"] = {"column": "shop"} if store_column else "s-1"
     (tmp_path / "o.csv").write_text("updated_at,ts,cid,shop\n")
     file = tmp_path / "orders.yaml"
-    file.write_text(yaml.safe_dump({
-        "name": "orders", "source": source, "destination": destination,
-        "event": {"source": "app", "event_name": "e", "occurred_at": "ts",
-                  "customer": {"external_id": "cid"}},
-    }))
+    file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "orders",
+                "source": source,
+                "destination": destination,
+                "event": {
+                    "source": "app",
+                    "event_name": "e",
+                    "occurred_at": "ts",
+                    "customer": {"external_id": "cid"},
+                },
+            }
+        )
+    )
     return parse_pipeline(file)
 
 
@@ -44,7 +54,10 @@ def test_each_mode_opens_and_keeps_its_own(
 ) -> None:
     made = plan(pipeline(tmp_path), RunOptions(), mode)
     assert (made.state, made.sends, made.transforms, made.examples) == (
-        state, sends, transforms, examples
+        state,
+        sends,
+        transforms,
+        examples,
     )
     assert (made.ahead, made.keeps_rows, made.credentials) == (sends, sends, False)
     assert made.moves_watermark is (state is StateUse.WRITE)

@@ -30,18 +30,24 @@ GOOD = 30
 
 def rows(n: int) -> pd.DataFrame:
     """`n` valid orders, then one without a customer and one with a bad date."""
-    good = pd.DataFrame({
-        "order_id": [f"o-{i}" for i in range(n)],
-        "customer_id": [f"c-{i % 7}" for i in range(n)],
-        "email": [f"buyer{i}@shop.io" for i in range(n)],
-        "shipped_at": [f"2024-03-{1 + i % 28:02d}T12:30:00Z" for i in range(n)],
-        "total": [round(10 + i * 0.25, 2) for i in range(n)],
-    })
-    bad = pd.DataFrame({
-        "order_id": ["bad-1", "bad-2"], "customer_id": [None, "c-9"],
-        "email": [None, "ann@shop.io"], "shipped_at": ["2024-03-02T10:00:00Z", "not a date"],
-        "total": [1.0, 2.0],
-    })
+    good = pd.DataFrame(
+        {
+            "order_id": [f"o-{i}" for i in range(n)],
+            "customer_id": [f"c-{i % 7}" for i in range(n)],
+            "email": [f"buyer{i}@shop.io" for i in range(n)],
+            "shipped_at": [f"2024-03-{1 + i % 28:02d}T12:30:00Z" for i in range(n)],
+            "total": [round(10 + i * 0.25, 2) for i in range(n)],
+        }
+    )
+    bad = pd.DataFrame(
+        {
+            "order_id": ["bad-1", "bad-2"],
+            "customer_id": [None, "c-9"],
+            "email": [None, "ann@shop.io"],
+            "shipped_at": ["2024-03-02T10:00:00Z", "not a date"],
+            "total": [1.0, 2.0],
+        }
+    )
     return pd.concat([good, bad], ignore_index=True)
 
 
@@ -49,20 +55,31 @@ def rows(n: int) -> pd.DataFrame:
 def pipeline(tmp_path: Path) -> Pipeline:
     rows(GOOD).to_csv(tmp_path / "orders.csv", index=False)
     file = tmp_path / "orders.yaml"
-    file.write_text(yaml.safe_dump({
-        "name": "orders_sinks",
-        "source": {"type": "csv", "path": "orders.csv", "chunk_size": 8},
-        "event": {
-            "source": "shop", "event_name": "Order Shipped", "occurred_at": "shipped_at",
-            "id": {"key": ["order_id"]},
-            "customer": {"external_id": "customer_id", "email": "email"},
-            "properties": {"order_id": "order_id", "total": "total"},
-        },
-        "destination": {
-            "store_id": STORE, "token": "sandbox-token", "base_url": "http://sandbox",
-            "rate_limit": 1000, "concurrency": 4, "timeout": 5, "max_retries": 1,
-        },
-    }))
+    file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "orders_sinks",
+                "source": {"type": "csv", "path": "orders.csv", "chunk_size": 8},
+                "event": {
+                    "source": "shop",
+                    "event_name": "Order Shipped",
+                    "occurred_at": "shipped_at",
+                    "id": {"key": ["order_id"]},
+                    "customer": {"external_id": "customer_id", "email": "email"},
+                    "properties": {"order_id": "order_id", "total": "total"},
+                },
+                "destination": {
+                    "store_id": STORE,
+                    "token": "sandbox-token",
+                    "base_url": "http://sandbox",
+                    "rate_limit": 1000,
+                    "concurrency": 4,
+                    "timeout": 5,
+                    "max_retries": 1,
+                },
+            }
+        )
+    )
     return etl.load_pipeline(file)
 
 
@@ -124,19 +141,36 @@ def test_the_watermark_keeps_the_source_form_of_a_cursor_that_is_also_occurred_a
     below it) would never be read, and the rows at the watermark would be read again."""
     source = tmp_path / "orders.csv"
     first = ["2024-03-01 09:00:00", "2024-03-02 12:30:00", "2024-03-02 12:30:00"]
-    pd.DataFrame({"order_id": ["o-1", "o-2", "o-3"], "customer_id": "c-1",
-                  "shipped_at": first}).to_csv(source, index=False)
+    pd.DataFrame(
+        {"order_id": ["o-1", "o-2", "o-3"], "customer_id": "c-1", "shipped_at": first}
+    ).to_csv(source, index=False)
     file = tmp_path / "incremental.yaml"
-    file.write_text(yaml.safe_dump({
-        "name": "incremental_sinks",
-        "source": {"type": "csv", "path": "orders.csv",
-                   "incremental": {"cursor": "shipped_at"}},
-        "event": {"source": "shop", "event_name": "order_shipped", "occurred_at": "shipped_at",
-                  "timezone": "America/New_York", "id": {"key": ["order_id"]},
-                  "customer": {"external_id": "customer_id"}},
-        "destination": {"store_id": STORE, "token": "sandbox-token",
-                        "base_url": "http://sandbox", "rate_limit": 1000},
-    }))
+    file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "incremental_sinks",
+                "source": {
+                    "type": "csv",
+                    "path": "orders.csv",
+                    "incremental": {"cursor": "shipped_at"},
+                },
+                "event": {
+                    "source": "shop",
+                    "event_name": "order_shipped",
+                    "occurred_at": "shipped_at",
+                    "timezone": "America/New_York",
+                    "id": {"key": ["order_id"]},
+                    "customer": {"external_id": "customer_id"},
+                },
+                "destination": {
+                    "store_id": STORE,
+                    "token": "sandbox-token",
+                    "base_url": "http://sandbox",
+                    "rate_limit": 1000,
+                },
+            }
+        )
+    )
     app = create_app(SandboxConfig(rate_limit=None))
     report = in_process(app, etl.load_pipeline(file), QUIET)
     assert (report.delivered, report.watermark) == (3, "2024-03-02 12:30:00")
@@ -182,7 +216,10 @@ def test_the_validate_sink_sends_nothing_and_keeps_masked_examples(pipeline: Pip
     report_again, examples = etl.validate_pipeline(pipeline)
 
     assert (report.mode, report.valid, report.written, report.delivered) == (
-        Mode.VALIDATE, 30, 0, 0
+        Mode.VALIDATE,
+        30,
+        0,
+        0,
     )
     assert report_again.rejected_by_rule == report.rejected_by_rule
     assert sorted(examples) == ["customer_identity", "occurred_at"]

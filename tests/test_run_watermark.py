@@ -44,4 +44,5 @@ def test_a_stored_watermark_of_another_form_gives_way_to_the_runs_own_maximum() 
     mark = Watermark()
     mark.done(pd.Timestamp("2024-03-02 13:00:00"))
     assert mark.new_value(old=pd.Timestamp("2024-03-02 17:30:00", tz="UTC")) == pd.Timestamp(
-        "2024-03-02 13:00:00")
+        "2024-03-02 13:00:00"
+    )

@@ -390,7 +390,9 @@ def test_the_endpoint_path_is_configurable(sandbox) -> None:
 def test_a_sandbox_that_cannot_start_fails_clearly_with_its_stderr(sandbox) -> None:
     running = sandbox(rate_limit=None)
     port = int(running.base_url.rsplit(":", 1)[1])
-    with pytest.raises(SandboxStartError, match=r"exit code 2\)(?s:.*)cannot listen on .*Address already in use"):
+    with pytest.raises(
+        SandboxStartError, match=r"exit code 2\)(?s:.*)cannot listen on .*Address already in use"
+    ):
         start_sandbox(SandboxConfig(), port=port)
 
 
@@ -446,7 +448,9 @@ def test_a_taken_port_is_one_clear_line_and_exit_2(sandbox) -> None:
     port = httpx.URL(sandbox(rate_limit=None).base_url).port
     result = subprocess.run(
         [sys.executable, "-m", "etl", "sandbox", "--port", str(port)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert f"Error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr

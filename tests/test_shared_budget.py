@@ -58,12 +58,22 @@ def pg_state(postgres_engine: object) -> Iterator[str]:
         yield url
 
 
-def run_workers(tmp_path: Path, server: SandboxProcess, state: Callable[[str], str],
-                **destination: object) -> list[tuple[int, str]]:
+def run_workers(
+    tmp_path: Path, server: SandboxProcess, state: Callable[[str], str], **destination: object
+) -> list[tuple[int, str]]:
     """WORKERS `etl run` processes at once, one pipeline each; their exit codes and stderr."""
     files = [
-        orders_project(tmp_path / f"w{i}", f"fleet_w{i}", server.base_url, server.token, ROWS,
-                       state(f"w{i}"), rate_limit=RATE, concurrency=8, **destination)
+        orders_project(
+            tmp_path / f"w{i}",
+            f"fleet_w{i}",
+            server.base_url,
+            server.token,
+            ROWS,
+            state(f"w{i}"),
+            rate_limit=RATE,
+            concurrency=8,
+            **destination,
+        )
         for i in range(WORKERS)
     ]
     processes = [spawn_run(file) for file in files]
@@ -86,13 +96,15 @@ def assert_one_budget_held(server: SandboxProcess) -> None:
     assert max_in_window([t for t in times if t >= times[0] + STARTUP_S]) <= RATE
     assert max_in_window(times) <= RATE + 1
     # ...and the four did share the store: their sends interleave, not one after another.
-    first = {e["properties"]["order_id"].split("-")[0] for e in server.events(STORE)[:WORKERS * 4]}
+    first = {e["properties"]["order_id"].split("-")[0] for e in server.events(STORE)[: WORKERS * 4]}
     assert len(first) >= 2
 
 
 @pytest.mark.parametrize("kind", ["postgres", "redis"])
 def test_four_workers_share_one_store_budget(
-    tmp_path: Path, sandbox: Callable[..., SandboxProcess], kind: str,
+    tmp_path: Path,
+    sandbox: Callable[..., SandboxProcess],
+    kind: str,
     request: pytest.FixtureRequest,
 ) -> None:
     server = sandbox(rate_limit=RATE)
@@ -101,8 +113,7 @@ def test_four_workers_share_one_store_budget(
         results = run_workers(tmp_path, server, lambda _: state)
     else:  # a SQLite state each, the budget in Redis
         url = request.getfixturevalue("redis_url")
-        results = run_workers(tmp_path, server, lambda name: f".etl/{name}.db",
-                              rate_limit_url=url)
+        results = run_workers(tmp_path, server, lambda name: f".etl/{name}.db", rate_limit_url=url)
     assert [code for code, _ in results] == [0] * WORKERS, [err[-500:] for _, err in results]
     assert_one_budget_held(server)
 
@@ -153,11 +164,20 @@ def test_a_reservation_waits_for_postgresql_to_come_back_and_counts_it_as_paused
     assert paused >= 1.5 and paced == 0.0
 
 
-def _down_then_up(tmp_path: Path, server: SandboxProcess, port: int, target: int,
-                  destination: dict[str, str]) -> tuple[int, str, int]:
+def _down_then_up(
+    tmp_path: Path, server: SandboxProcess, port: int, target: int, destination: dict[str, str]
+) -> tuple[int, str, int]:
     """Run with the coordinator down until the run says so, then bring it up (via a forwarder)."""
-    file = orders_project(tmp_path, "fleet_down", server.base_url, server.token, 10, ".etl/s.db",
-                          rate_limit=RATE, **destination)
+    file = orders_project(
+        tmp_path,
+        "fleet_down",
+        server.base_url,
+        server.token,
+        10,
+        ".etl/s.db",
+        rate_limit=RATE,
+        **destination,
+    )
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
         process = spawn_run(file, stderr=stderr)
@@ -222,8 +242,10 @@ def destination(**fields: object) -> Destination:
 
 
 def test_the_budget_is_named_by_api_and_store_not_by_pipeline() -> None:
-    same = {budget_key(destination(base_url=url)) for url in
-            ("https://api.yotpo.com", "HTTPS://API.Yotpo.com:443/", "https://api.yotpo.com/")}
+    same = {
+        budget_key(destination(base_url=url))
+        for url in ("https://api.yotpo.com", "HTTPS://API.Yotpo.com:443/", "https://api.yotpo.com/")
+    }
     assert same == {"https://api.yotpo.com|s1"}
     assert budget_key(destination(base_url="http://127.0.0.1:8787")) == "http://127.0.0.1:8787|s1"
 

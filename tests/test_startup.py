@@ -20,7 +20,11 @@ def loaded_after(code: str) -> str:
     """What `code` prints, then which deferred libraries it loaded, in a fresh interpreter."""
     script = f"{code}\nimport sys\nprint(sorted(m for m in {DEFERRED!r} if m in sys.modules))"
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True,
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
         env={**os.environ, "YOTPO_TOKEN": "token"},
     )
     return done.stdout.strip()
@@ -31,10 +35,13 @@ def test_the_command_line_starts_without_the_deferred_libraries() -> None:
 
 
 def test_dry_run_and_validate_without_state_load_none_of_them(tmp_path: Path) -> None:
-    file = signups_project(tmp_path, [
-        {"email": "ann@shop.io", "phone": "", "signed_up_at": "2024-03-01T10:00:00Z"},
-        {"email": "bob@shop.io", "phone": "", "signed_up_at": "2024-03-02"},
-    ])
+    file = signups_project(
+        tmp_path,
+        [
+            {"email": "ann@shop.io", "phone": "", "signed_up_at": "2024-03-01T10:00:00Z"},
+            {"email": "bob@shop.io", "phone": "", "signed_up_at": "2024-03-02"},
+        ],
+    )
     code = (
         "import etl\n"
         f"pipeline = etl.load_pipeline({str(file)!r})\n"

@@ -102,11 +102,15 @@ def test_a_newer_schema_is_refused(url: str) -> None:
 def test_reopen_keeps_data_and_known_returns_hash_and_status(url: str) -> None:
     first = StateStore(url)
     run = first.begin_run(PIPELINE)
-    first.record_many(PIPELINE, run, [
-        outcome(1, Status.DELIVERED, payload_hash="a"),
-        outcome(2, Status.FAILED, payload_hash="b", error="503"),
-        outcome(3, Status.REJECTED, payload_hash="c", error="bad email"),
-    ])
+    first.record_many(
+        PIPELINE,
+        run,
+        [
+            outcome(1, Status.DELIVERED, payload_hash="a"),
+            outcome(2, Status.FAILED, payload_hash="b", error="503"),
+            outcome(3, Status.REJECTED, payload_hash="c", error="bad email"),
+        ],
+    )
     first.close()
     second = StateStore(url)
     ids = [event(n).id for n in (1, 2, 3, 4)]
@@ -148,8 +152,10 @@ async def test_concurrent_records_are_group_committed(store: StateStore) -> None
 
 @pytest.mark.anyio
 async def test_record_many_and_repeats_within_a_batch_add_attempts(store: StateStore) -> None:
-    await asyncio.gather(store.record(PIPELINE, 1, outcome(1, Status.FAILED, attempts=3)),
-                         store.record(PIPELINE, 1, outcome(1, Status.FAILED, attempts=2)))
+    await asyncio.gather(
+        store.record(PIPELINE, 1, outcome(1, Status.FAILED, attempts=3)),
+        store.record(PIPELINE, 1, outcome(1, Status.FAILED, attempts=2)),
+    )
     store.record_many(
         PIPELINE, 2, [outcome(1, Status.FAILED, attempts=4), outcome(1, Status.DELIVERED)]
     )
@@ -254,10 +260,16 @@ def test_watermark_is_replaced_and_kept_per_pipeline_and_destination(store: Stat
 
 def test_unchanged_is_delivered_or_rejected_with_the_same_payload(store: StateStore) -> None:
     fresh = [Event(id=e.id, body=e.body) for e in (event(n) for n in range(5))]  # real hashes
-    store.record_many(PIPELINE, 1, [
-        Outcome(fresh[0], Status.DELIVERED, 1), Outcome(fresh[1], Status.REJECTED, 1),
-        Outcome(fresh[2], Status.FAILED, 1), outcome(3, Status.DELIVERED, payload_hash="old"),
-    ])  # fresh[4] was never sent
+    store.record_many(
+        PIPELINE,
+        1,
+        [
+            Outcome(fresh[0], Status.DELIVERED, 1),
+            Outcome(fresh[1], Status.REJECTED, 1),
+            Outcome(fresh[2], Status.FAILED, 1),
+            outcome(3, Status.DELIVERED, payload_hash="old"),
+        ],
+    )  # fresh[4] was never sent
     batch = EventBatch.of(fresh)
     assert store.unchanged(PIPELINE, batch) == [0, 1]
     assert store.unchanged(PIPELINE, batch, resend=Status.REJECTED) == [0]  # --retry-rejected
@@ -266,8 +278,9 @@ def test_unchanged_is_delivered_or_rejected_with_the_same_payload(store: StateSt
 
 def test_unchanged_looks_each_event_up_at_its_own_store(store: StateStore) -> None:
     one, two = (Event(id=event(n).id, body=event(n).body) for n in (1, 2))
-    batch = EventBatch.of([Event(one.id, one.body, store="store-1"),
-                           Event(two.id, two.body, store="store-2")])
+    batch = EventBatch.of(
+        [Event(one.id, one.body, store="store-1"), Event(two.id, two.body, store="store-2")]
+    )
     store.record_many(OTHER_STORE, 1, [Outcome(one, Status.DELIVERED, 1)])  # the wrong stores
     store.record_many(PIPELINE, 1, [Outcome(two, Status.DELIVERED, 1)])
     assert store.unchanged(PIPELINE, batch) == []
@@ -303,7 +316,9 @@ async def test_summary(store: StateStore) -> None:
     assert summary.pipeline == PIPELINE.pipeline
     got = [(r.id, r.store_id, r.exit_code, r.summary, r.ended_at is None) for r in summary.runs]
     assert got == [
-        (second, "store-2", None, {}, True), (first, "store-1", 0, {"delivered": 1}, False)]
+        (second, "store-2", None, {}, True),
+        (first, "store-1", 0, {"delivered": 1}, False),
+    ]
     assert summary.runs[1].started_at <= summary.runs[1].ended_at
     assert summary.runs[0].started_at.tzinfo is UTC
     assert summary.totals == {Status.DELIVERED: 3, Status.REJECTED: 1, Status.FAILED: 1}
@@ -370,7 +385,9 @@ def test_kill_9_loses_no_acknowledged_outcome(url: str) -> None:
     StateStore(url).close()  # the schema exists before the child starts
     child = subprocess.Popen(
         [sys.executable, "-c", _KILLED_WRITER, url],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent.parent,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
     )
     assert child.stdout is not None

@@ -52,7 +52,8 @@ def test_the_same_pipeline_pointed_at_another_destination_sends_everything(
     status = json.loads(shown.stdout)
     assert status["totals"] == {"delivered": 60}
     assert [(d["base_url"], d["store_id"], d["totals"]) for d in status["destinations"]] == sorted(
-        [(a.base_url, STORE, {"delivered": 30}), (b.base_url, STORE, {"delivered": 30})])
+        [(a.base_url, STORE, {"delivered": 30}), (b.base_url, STORE, {"delivered": 30})]
+    )
     assert [run["base_url"] for run in status["runs"]] == [a.base_url, b.base_url, a.base_url]
 
     text = proj.etl("status", str(proj.file))
@@ -85,8 +86,9 @@ def test_a_second_run_refuses_at_once_and_a_killed_holder_blocks_nobody(
     tmp_path: Path, sandbox
 ) -> None:
     server = sandbox(rate_limit=None, latency_ms=20)
-    proj = Project(tmp_path, server.base_url, server.token, csv_source(tmp_path, orders(300)),
-                   rate_limit=20)
+    proj = Project(
+        tmp_path, server.base_url, server.token, csv_source(tmp_path, orders(300)), rate_limit=20
+    )
     holder = proj.spawn()
     deadline = time.monotonic() + 60
     while server.stats(STORE)["count"] < 5 and time.monotonic() < deadline:
@@ -98,7 +100,9 @@ def test_a_second_run_refuses_at_once_and_a_killed_holder_blocks_nobody(
     line = one_error_line(second.stderr)
     match = re.fullmatch(
         r"error: another run of this pipeline holds the state \(pid (\d+) on (\S+), started "
-        r"(\S+); lock (\S+)\); wait for it to finish or stop it", line)
+        r"(\S+); lock (\S+)\); wait for it to finish or stop it",
+        line,
+    )
     assert match, line
     assert (int(match[1]), match[2]) == (holder.pid, socket.gethostname())
     assert match[4] == str(tmp_path / ".etl" / "state.db.orders_e2e.lock")
@@ -123,8 +127,15 @@ class _JudgingApi(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).received.append(body["id"])
         if type(self).judging:
-            status, answer = 422, {"error": {"field": "customer.email",
-                                             "message": f"{body['customer']['email']} is blocked"}}
+            status, answer = (
+                422,
+                {
+                    "error": {
+                        "field": "customer.email",
+                        "message": f"{body['customer']['email']} is blocked",
+                    }
+                },
+            )
         else:
             status, answer = 201, {"id": body["id"]}
         data = json.dumps(answer).encode()
@@ -158,8 +169,9 @@ def test_retry_rejected_resends_what_the_api_refused_and_status_masks_the_email(
     frame = orders(6).assign(email=[f"buyer{i}@example.com" for i in range(6)])
     source = csv_source(tmp_path, frame)
     proj = Project(tmp_path, base_url, "t0ken", source)
-    definition = proj.file.read_text().replace("external_id: customer_id",
-                                               "email: email\n    external_id: customer_id")
+    definition = proj.file.read_text().replace(
+        "external_id: customer_id", "email: email\n    external_id: customer_id"
+    )
     proj.file.write_text(definition)
     report = tmp_path / "report.json"
     assert proj.run("--report-json", str(report)).returncode == 1
@@ -173,7 +185,8 @@ def test_retry_rejected_resends_what_the_api_refused_and_status_masks_the_email(
     status = json.loads(proj.etl("status", str(proj.file), "--json").stdout)
     [destination] = status["destinations"]
     assert {e["error"] for e in destination["last_errors"]} == {
-        "customer.email: b***@example.com is blocked"}
+        "customer.email: b***@example.com is blocked"
+    }
     library = etl.status(proj.file)
     assert library.totals == {Status.REJECTED: 6}
     assert "buyer" not in library.to_json()
@@ -194,8 +207,12 @@ def test_status_of_a_pipeline_without_state_creates_nothing(tmp_path: Path, sand
     proj = Project(tmp_path, "http://127.0.0.1:9", "t", csv_source(tmp_path, orders(2)))
     shown = proj.etl("status", str(proj.file), "--json")
     assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout) == {"pipeline": "orders_e2e", "totals": {},
-                                        "destinations": [], "runs": []}
+    assert json.loads(shown.stdout) == {
+        "pipeline": "orders_e2e",
+        "totals": {},
+        "destinations": [],
+        "runs": [],
+    }
     assert not (tmp_path / ".etl").exists()
 
 
@@ -207,6 +224,7 @@ def test_an_unreachable_state_database_is_one_line_and_exit_3(tmp_path: Path) ->
         result = proj.etl(*args)
         assert result.returncode == 3, result.stderr
         line = one_error_line(result.stderr)
-        assert line.startswith("error: state store postgresql+psycopg://etl:***@127.0.0.1:9/x: "
-                               "cannot open: "), line
+        assert line.startswith(
+            "error: state store postgresql+psycopg://etl:***@127.0.0.1:9/x: cannot open: "
+        ), line
         assert "pw" not in line

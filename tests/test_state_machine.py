@@ -25,8 +25,12 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     def mount(size: str) -> Path:
         point = tmp_path / f"fs{len(mounted)}"
         point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
         mounted.append(point)
@@ -81,9 +85,7 @@ def test_a_disk_full_at_start_is_one_line_and_exit_3(tmpfs) -> None:
     assert "space" in line or "full" in line, line
 
 
-def test_a_read_only_state_folder_is_one_line_and_exit_3_for_run_and_status(
-    tmpfs, sandbox
-) -> None:
+def test_a_read_only_state_folder_is_one_line_and_exit_3_for_run_and_status(tmpfs, sandbox) -> None:
     root = tmpfs("4m")
     server = sandbox(rate_limit=None)
     proj = Project(root, server.base_url, server.token, csv_source(root, orders(3)))

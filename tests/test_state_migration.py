@@ -31,8 +31,18 @@ V2_SCOPE = Scope("orders_v2", "http://127.0.0.1:8787", "store-v2")
 sys.path.insert(0, str(FIXTURE.parent))
 from make_state_v1 import STORE, write_project  # noqa: E402 - it lives beside the data
 
-V1_EVENT_COLUMNS = ("event_id", "payload_hash", "status", "attempts", "last_error", "first_at",
-                    "last_at", "run_id", "body", "cursor")
+V1_EVENT_COLUMNS = (
+    "event_id",
+    "payload_hash",
+    "status",
+    "attempts",
+    "last_error",
+    "first_at",
+    "last_at",
+    "run_id",
+    "body",
+    "cursor",
+)
 
 
 def v1_rows() -> list[tuple[Any, ...]]:
@@ -50,9 +60,14 @@ def pipeline_project(root: Path, base_url: str, rows: int) -> Path:
 
 
 def etl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True,
-                          check=False,
-                          timeout=120, cwd="/")
+    return subprocess.run(
+        [sys.executable, "-m", "etl", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd="/",
+    )
 
 
 def test_the_fixture_is_what_its_docstring_says() -> None:
@@ -76,7 +91,10 @@ def test_a_v1_state_file_upgrades_in_place_and_belongs_to_the_pipeline_that_open
     assert (destination["base_url"], destination["store_id"]) == (server.base_url, STORE)
     assert destination["watermark"] == "2024-05-02T00:00:00Z"
     assert [(run["id"], run["store_id"], run["exit_code"]) for run in status["runs"]] == [
-        (3, STORE, 1), (2, STORE, 1), (1, STORE, 0)]
+        (3, STORE, 1),
+        (2, STORE, 1),
+        (1, STORE, 0),
+    ]
     with sqlite3.connect(tmp_path / "state.db") as connection:
         upgraded = connection.execute(
             f"SELECT {', '.join(V1_EVENT_COLUMNS)} FROM etl_events ORDER BY event_id"
@@ -98,8 +116,15 @@ def test_a_v1_state_file_upgrades_in_place_and_belongs_to_the_pipeline_that_open
     assert [event["properties"]["order_id"] for event in server.events(STORE)] == ["o-6"]
 
     # The rejected o-5 of version 1 kept no body: it goes again when the source reads it.
-    ran = etl("run", str(file), "--retry-rejected", "--since", "2024-05-01T00:00:00Z",
-              "--report-json", str(report))
+    ran = etl(
+        "run",
+        str(file),
+        "--retry-rejected",
+        "--since",
+        "2024-05-01T00:00:00Z",
+        "--report-json",
+        str(report),
+    )
     assert ran.returncode == 0, ran.stderr
     got = json.loads(report.read_text())
     assert (got["delivered"], got["skipped_unchanged"]) == (1, 1)
@@ -114,8 +139,13 @@ def _copy_v1_layout_and_rows(target: sa.Engine, fixture: Path = FIXTURE) -> None
     copy = sa.MetaData()
     for table in tables.sorted_tables:
         columns = [
-            sa.Column(c.name, c.type.as_generic(),
-                      primary_key=c.primary_key, nullable=c.nullable, autoincrement=False)
+            sa.Column(
+                c.name,
+                c.type.as_generic(),
+                primary_key=c.primary_key,
+                nullable=c.nullable,
+                autoincrement=False,
+            )
             for c in table.columns
         ]
         sa.Table(table.name, copy, *columns)
@@ -143,7 +173,8 @@ def test_a_v1_store_upgrades_in_place_on_every_database(url: str) -> None:
     assert set(store.known(scope, ids)) == set(ids)
     assert store.watermark(scope) == "2024-05-02T00:00:00Z"
     assert [event.id for event in store.failed_events(scope)] == [
-        row[0] for row in v1_rows() if row[2] == "failed"]
+        row[0] for row in v1_rows() if row[2] == "failed"
+    ]
     store.close()
     assert report.totals == {Status.DELIVERED: 4, Status.REJECTED: 1, Status.FAILED: 1}
     assert [(d.base_url, d.store_id) for d in report.destinations] == [(scope.base_url, STORE)]
@@ -157,7 +188,8 @@ def test_a_v1_store_upgrades_in_place_on_every_database(url: str) -> None:
     engine.dispose()
     expected = v1_rows()
     assert [(r[0], r[1], r[2], r[3], r[4], r[7], r[9]) for r in got] == [
-        (r[0], r[1], r[2], r[3], r[4], r[7], r[9]) for r in expected]
+        (r[0], r[1], r[2], r[3], r[4], r[7], r[9]) for r in expected
+    ]
     assert sorted(versions) == list(range(1, SCHEMA_VERSION + 1))
 
 
@@ -176,7 +208,8 @@ def test_a_v2_store_gains_the_lease_tables_and_keeps_every_row(url: str) -> None
         "id-3": (body_hash(b'{"n": 3}'), Status.FAILED),
     }
     assert [(e.id, e.body, e.cursor) for e in store.failed_events(V2_SCOPE)] == [
-        ("id-3", b'{"n": 3}', "2024-05-03")]
+        ("id-3", b'{"n": 3}', "2024-05-03")
+    ]
     assert store.watermark(V2_SCOPE) == "2024-05-02T00:00:00Z"
     assert [(run.id, run.exit_code) for run in store.summary("orders_v2").runs] == [(1, 1)]
     store.close()
@@ -184,8 +217,10 @@ def test_a_v2_store_gains_the_lease_tables_and_keeps_every_row(url: str) -> None
     with engine.connect() as connection:
         versions = connection.execute(sa.select(schema_version.c.version)).scalars().all()
         tables = set(sa.inspect(connection).get_table_names())
-        empty = [connection.execute(sa.select(sa.func.count()).select_from(t)).scalar()
-                 for t in LEASE_TABLES]
+        empty = [
+            connection.execute(sa.select(sa.func.count()).select_from(t)).scalar()
+            for t in LEASE_TABLES
+        ]
     engine.dispose()
     assert sorted(versions) == [2, 3]
     assert {t.name for t in LEASE_TABLES} <= tables
@@ -204,13 +239,12 @@ StateStore(sys.argv[1]).close()
 """
 
 
-def test_concurrent_creators_of_a_fresh_store_all_succeed(
-    url: str, tmp_path: Path
-) -> None:
+def test_concurrent_creators_of_a_fresh_store_all_succeed(url: str, tmp_path: Path) -> None:
     go = tmp_path / "go"
     openers = [
-        subprocess.Popen([sys.executable, "-c", _OPENER, url, str(go)], stderr=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", _OPENER, url, str(go)], stderr=subprocess.PIPE, text=True
+        )
         for _ in range(6)
     ]
     time.sleep(1.5)  # let every interpreter start and wait at the line
@@ -220,5 +254,6 @@ def test_concurrent_creators_of_a_fresh_store_all_succeed(
     engine = sa.create_engine(url)
     with engine.connect() as connection:
         assert connection.execute(sa.select(schema_version.c.version)).scalars().all() == [
-            SCHEMA_VERSION]
+            SCHEMA_VERSION
+        ]
     engine.dispose()

@@ -16,7 +16,7 @@ from fixtures_db import MARIADB_URL, POSTGRES_URL, mariadb_engine, postgres_engi
 from test_run_end_to_end import Project
 
 TIMEOUT_S = 5
-COLUMNS = ("'c-1' AS customer_id, '2024-03-01T12:30:00Z' AS shipped_at, 1.5 AS order_total")
+COLUMNS = "'c-1' AS customer_id, '2024-03-01T12:30:00Z' AS shipped_at, 1.5 AS order_total"
 
 
 def wait_for(predicate: Callable[[], bool], seconds: float) -> bool:

@@ -28,8 +28,13 @@ LIMIT = 64 * 1024
 BLOCK = b"x" * 65536
 
 
-async def post_to(handler: Handler, *, limit: int = LIMIT, timeout: float = 5.0,
-                  headers: dict[str, str] | None = None) -> httpx.Response:
+async def post_to(
+    handler: Handler,
+    *,
+    limit: int = LIMIT,
+    timeout: float = 5.0,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     """One POST through a fresh KeepAliveTransport to a one-off asyncio server."""
     server = await asyncio.start_server(handler, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -66,15 +71,30 @@ def answering(head: bytes, *, blocks: int = 0, tail: bytes = b"") -> Handler:
 @pytest.mark.parametrize(
     ("head", "blocks", "problem"),
     [
-        pytest.param(b"HTTP/1.1 200 OK\r\ncontent-length: 2147483648\r\n\r\n", 0,
-                     "Content-Length 2147483648", id="huge-content-length"),
-        pytest.param(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n", 512,
-                     f"more than {LIMIT} bytes of body", id="endless-chunked"),
-        pytest.param(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n", 512,
-                     f"more than {LIMIT} bytes of body", id="endless-close-delimited"),
-        pytest.param(b"HTTP/1.1 200 OK\r\nx-pad: ", 512,
-                     f"more than {MAX_HEAD_BYTES} bytes of status line and headers",
-                     id="endless-header"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2147483648\r\n\r\n",
+            0,
+            "Content-Length 2147483648",
+            id="huge-content-length",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+            512,
+            f"more than {LIMIT} bytes of body",
+            id="endless-chunked",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\n",
+            512,
+            f"more than {LIMIT} bytes of body",
+            id="endless-close-delimited",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nx-pad: ",
+            512,
+            f"more than {MAX_HEAD_BYTES} bytes of status line and headers",
+            id="endless-header",
+        ),
     ],
 )
 def test_an_answer_over_the_bound_is_a_transport_error_whatever_its_framing(
@@ -159,9 +179,18 @@ HTTPISH = st.builds(
     lambda status, headers, rest: b"HTTP/1.1 " + status + b"\r\n" + headers + b"\r\n" + rest,
     st.sampled_from([b"200 OK", b"100 Continue", b"204 No Content", b"301 X", b"999 ?", b"20"]),
     st.lists(
-        st.sampled_from([b"content-length: 5", b"content-length: -1", b"content-length: 99999999",
-                         b"transfer-encoding: chunked", b"connection: close", b"x: \x00\xff",
-                         b"no colon", b"content-length: 2\r\ncontent-length: 3"]),
+        st.sampled_from(
+            [
+                b"content-length: 5",
+                b"content-length: -1",
+                b"content-length: 99999999",
+                b"transfer-encoding: chunked",
+                b"connection: close",
+                b"x: \x00\xff",
+                b"no colon",
+                b"content-length: 2\r\ncontent-length: 3",
+            ]
+        ),
         max_size=4,
     ).map(lambda lines: b"".join(line + b"\r\n" for line in lines)),
     st.binary(max_size=600),

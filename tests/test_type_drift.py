@@ -12,12 +12,14 @@ from test_run_end_to_end import STORE, Project
 
 
 def orders(ids: list[Any], totals: list[Any] | None = None) -> pd.DataFrame:
-    return pd.DataFrame({
-        "order_id": ids,
-        "customer_id": [f"c-{i}" for i in range(len(ids))],
-        "shipped_at": ["2024-03-01T12:30:00Z"] * len(ids),
-        "order_total": totals if totals is not None else [12.5] * len(ids),
-    })
+    return pd.DataFrame(
+        {
+            "order_id": ids,
+            "customer_id": [f"c-{i}" for i in range(len(ids))],
+            "shipped_at": ["2024-03-01T12:30:00Z"] * len(ids),
+            "order_total": totals if totals is not None else [12.5] * len(ids),
+        }
+    )
 
 
 def folder_source(**extra: Any) -> dict[str, Any]:

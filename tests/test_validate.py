@@ -374,8 +374,14 @@ def test_every_property_problem_of_a_row_is_named() -> None:
 def test_mixed_naive_aware_and_broken_timestamps_in_one_column() -> None:
     """Each part parsed apart; a broken ISO value rejects its row only."""
     event = EVENT.model_copy(update={"timezone": "America/New_York"})
-    values = ["2024-03-01 12:30:00", "2024-03-01T12:30:00Z", "2024-07-01T12:30:00+02:00",
-              "2024-13-45T99:00:00", "yesterday", "2024-03-01T12:30:00.250"]
+    values = [
+        "2024-03-01 12:30:00",
+        "2024-03-01T12:30:00Z",
+        "2024-07-01T12:30:00+02:00",
+        "2024-13-45T99:00:00",
+        "yesterday",
+        "2024-03-01T12:30:00.250",
+    ]
     split = Validator(event).split(pd.DataFrame([GOOD] * len(values)).assign(ts=values))
     assert [str(t) for t in split.valid["ts"]] == [
         "2024-03-01 17:30:00+00:00",
@@ -390,14 +396,41 @@ def test_mixed_naive_aware_and_broken_timestamps_in_one_column() -> None:
 
 
 LOCALS = st.from_regex(r"[A-Za-z0-9_+'-]{1,20}(\.[A-Za-z0-9]{1,8}){0,2}", fullmatch=True)
-DOMAINS = st.sampled_from(["gmail.com", "GMAIL.COM", "Example.CO.UK", "web.de", "iCloud.com",
-                           "bücher.de", "Bücher.DE", "mail.test", "x.local", "a-b.io", "a--b.io",
-                           "xn--bcher-kva.de", "example", "exa_mple.com", "123.45", "e.x" + "y" * 60])
+DOMAINS = st.sampled_from(
+    [
+        "gmail.com",
+        "GMAIL.COM",
+        "Example.CO.UK",
+        "web.de",
+        "iCloud.com",
+        "bücher.de",
+        "Bücher.DE",
+        "mail.test",
+        "x.local",
+        "a-b.io",
+        "a--b.io",
+        "xn--bcher-kva.de",
+        "example",
+        "exa_mple.com",
+        "123.45",
+        "e.x" + "y" * 60,
+    ]
+)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["", " ", "  ", "\t"]), LOCALS, DOMAINS,
-                          st.sampled_from(["", " ", "  "])), min_size=1, max_size=20))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["", " ", "  ", "\t"]),
+            LOCALS,
+            DOMAINS,
+            st.sampled_from(["", " ", "  "]),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
 def test_email_fast_path_settles_only_what_email_validator_says(
     parts: list[tuple[str, str, str, str]],
 ) -> None:
@@ -423,5 +456,7 @@ def test_email_fast_path_settles_the_usual_export_shapes() -> None:
     """The addresses of a real customer base never reach the per-value library call."""
     emails = pd.Series(["ann.lee12@GMAIL.COM", "Ann.Lee12@Example.CO.UK", "ann+shop@iCloud.com"])
     assert _plain_emails(emails).tolist() == [
-        "ann.lee12@gmail.com", "Ann.Lee12@example.co.uk", "ann+shop@icloud.com"
+        "ann.lee12@gmail.com",
+        "Ann.Lee12@example.co.uk",
+        "ann+shop@icloud.com",
     ]

@@ -26,8 +26,10 @@ def url(postgres_engine: object) -> Iterator[str]:
 
 def batches(n: int) -> AsyncIterator[EventBatch]:
     async def gen() -> AsyncIterator[EventBatch]:
-        yield EventBatch.of([Event(f"e-{i}", f'{{"i": {i}}}'.encode(), store="store-w")
-                             for i in range(n)])
+        yield EventBatch.of(
+            [Event(f"e-{i}", f'{{"i": {i}}}'.encode(), store="store-w") for i in range(n)]
+        )
+
     return gen()
 
 
@@ -46,7 +48,8 @@ def test_a_worker_alone_reads_drains_records_and_ends_the_round(url: str) -> Non
     assert read and sorted(sent) == [f"e-{i}" for i in range(5)]
     store = StateStore(url)
     assert {k: v[1] for k, v in store.known(SCOPE, sent).items()} == dict.fromkeys(
-        sent, Status.DELIVERED)
+        sent, Status.DELIVERED
+    )
     store.close()
 
 

@@ -96,8 +96,10 @@ def _column(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
 
 
 def _is_text(kind: pa.DataType) -> bool:
-    return any(test(kind) for test in (pa.types.is_string, pa.types.is_large_string,
-                                       pa.types.is_string_view))
+    return any(
+        test(kind)
+        for test in (pa.types.is_string, pa.types.is_large_string, pa.types.is_string_view)
+    )
 
 
 # -- the incremental window --------------------------------------------------------------
@@ -409,7 +411,8 @@ class ParquetExtractor:
         durations, intervals): a definition error, before any row is read."""
         fields = {field.name: field.type for field in self.schema}
         return {
-            name: str(fields[name]) for name in columns
+            name: str(fields[name])
+            for name in columns
             if name in fields and any(test(fields[name]) for test in _UNSENDABLE)
         }
 
@@ -436,7 +439,8 @@ class ParquetExtractor:
         try:
             for batch in batches:
                 arrays = [
-                    batch.column(name).cast(field.type) if name in present
+                    batch.column(name).cast(field.type)
+                    if name in present
                     else pa.nulls(batch.num_rows, field.type)
                     for name, field in zip(target.names, target, strict=True)
                 ]
@@ -453,8 +457,12 @@ class ParquetExtractor:
 
 
 _UNSENDABLE = (
-    pa.types.is_binary, pa.types.is_large_binary, pa.types.is_fixed_size_binary,
-    pa.types.is_binary_view, pa.types.is_duration, pa.types.is_interval,
+    pa.types.is_binary,
+    pa.types.is_large_binary,
+    pa.types.is_fixed_size_binary,
+    pa.types.is_binary_view,
+    pa.types.is_duration,
+    pa.types.is_interval,
 )
 
 

@@ -53,15 +53,40 @@ CANCEL_EVERY_S = 0.5
 CANCEL_FOR_S = 10.0
 #: PostgreSQL type OIDs (the same for every driver) -> type name.
 _POSTGRES_TYPES = {
-    16: "bool", 20: "int8", 21: "int2", 23: "int4", 700: "float4", 701: "float8",
-    1700: "numeric", 18: "char", 19: "name", 25: "text", 1042: "bpchar", 1043: "varchar",
-    1082: "date", 1114: "timestamp", 1184: "timestamptz",
+    16: "bool",
+    20: "int8",
+    21: "int2",
+    23: "int4",
+    700: "float4",
+    701: "float8",
+    1700: "numeric",
+    18: "char",
+    19: "name",
+    25: "text",
+    1042: "bpchar",
+    1043: "varchar",
+    1082: "date",
+    1114: "timestamp",
+    1184: "timestamptz",
 }
 #: MySQL/MariaDB field type codes (the protocol's, the same for every driver) -> type name.
 _MYSQL_TYPES = {
-    0: "decimal", 1: "tinyint", 2: "smallint", 3: "int", 4: "float", 5: "double",
-    7: "timestamp", 8: "bigint", 9: "mediumint", 10: "date", 12: "datetime", 13: "year",
-    15: "varchar", 246: "newdecimal", 253: "var_string", 254: "string",
+    0: "decimal",
+    1: "tinyint",
+    2: "smallint",
+    3: "int",
+    4: "float",
+    5: "double",
+    7: "timestamp",
+    8: "bigint",
+    9: "mediumint",
+    10: "date",
+    12: "datetime",
+    13: "year",
+    15: "varchar",
+    246: "newdecimal",
+    253: "var_string",
+    254: "string",
 }
 
 
@@ -102,8 +127,10 @@ class SqlExtractor:
                 self._rows = self._count(connection, window)
             streaming = connection.execution_options(stream_results=True, yield_per=size)
             result = self._execute(streaming, *self.select(connection.dialect, columns, window))
-            kinds = [_kind_of_code(connection.dialect.name, entry[1])
-                     for entry in result.cursor.description or []]
+            kinds = [
+                _kind_of_code(connection.dialect.name, entry[1])
+                for entry in result.cursor.description or []
+            ]
             start, finished = 0, False
             try:
                 for rows in result.partitions(size):
@@ -296,17 +323,50 @@ def _kind_of_code(dialect: str, code: Any) -> str | None:
 
 
 _KINDS_BY_NAME = {
-    "int": {"int", "int2", "int4", "int8", "int64", "integer", "tinyint", "smallint",
-            "mediumint", "bigint", "hugeint", "utinyint", "usmallint", "uinteger", "ubigint",
-            "year"},
+    "int": {
+        "int",
+        "int2",
+        "int4",
+        "int8",
+        "int64",
+        "integer",
+        "tinyint",
+        "smallint",
+        "mediumint",
+        "bigint",
+        "hugeint",
+        "utinyint",
+        "usmallint",
+        "uinteger",
+        "ubigint",
+        "year",
+    },
     "float": {"float", "float4", "float8", "float64", "double", "double precision", "real"},
     "decimal": {"numeric", "decimal", "newdecimal", "bignumeric"},
     "bool": {"bool", "boolean"},
-    "str": {"text", "varchar", "char", "bpchar", "name", "string", "var_string", "nvarchar",
-            "nchar", "character", "character varying"},
+    "str": {
+        "text",
+        "varchar",
+        "char",
+        "bpchar",
+        "name",
+        "string",
+        "var_string",
+        "nvarchar",
+        "nchar",
+        "character",
+        "character varying",
+    },
     "date": {"date"},
-    "datetime": {"timestamp", "datetime", "timestamp without time zone", "timestamp_ntz",
-                 "timestamp_s", "timestamp_ms", "timestamp_ns"},
+    "datetime": {
+        "timestamp",
+        "datetime",
+        "timestamp without time zone",
+        "timestamp_ntz",
+        "timestamp_s",
+        "timestamp_ms",
+        "timestamp_ns",
+    },
     "datetime_tz": {"timestamptz", "timestamp with time zone", "timestamp_tz", "timestamp_ltz"},
 }
 _KIND_OF_NAME = {name: kind for kind, names in _KINDS_BY_NAME.items() for name in names}

@@ -40,9 +40,20 @@ from etl.store_credentials import StoreCredentials
 
 #: The report's fields attached to every materialisation, in this order.
 METADATA_FIELDS = (
-    "exit_code", "outcome", "extracted", "valid", "rejected", "skipped_unchanged",
-    "retried_from_last_run", "delivered", "failed", "requests", "http_retries", "http_429",
-    "duration_s", "requests_per_s",
+    "exit_code",
+    "outcome",
+    "extracted",
+    "valid",
+    "rejected",
+    "skipped_unchanged",
+    "retried_from_last_run",
+    "delivered",
+    "failed",
+    "requests",
+    "http_retries",
+    "http_429",
+    "duration_s",
+    "requests_per_s",
 )
 
 
@@ -76,8 +87,7 @@ def pipeline_asset(
     pipeline = parse_pipeline(file) if name is None or stores is None else None
     asset_name = name or (pipeline.name if pipeline else file.stem)
     keys = (
-        list(stores or ()) if stores is not None or pipeline is None
-        else pipeline_stores(pipeline)
+        list(stores or ()) if stores is not None or pipeline is None else pipeline_stores(pipeline)
     )
 
     @dg.asset(
@@ -87,8 +97,12 @@ def pipeline_asset(
         description=f"Events of {file.name} delivered to Yotpo, one partition per store.",
     )
     def materialise(context: dg.AssetExecutionContext) -> dg.MaterializeResult[None]:
-        return materialise_store(file, context.partition_key, options or RunOptions(progress=False),
-                                 keys if stores is not None else None)
+        return materialise_store(
+            file,
+            context.partition_key,
+            options or RunOptions(progress=False),
+            keys if stores is not None else None,
+        )
 
     return materialise
 
@@ -108,8 +122,10 @@ def materialise_store(
     if pipeline.destination.store_column is not None:
         options = replace(options, stores=OneStore(store))
     elif store != pipeline.destination.store_id:
-        raise dg.Failure(description=f"{file}: sends to store {pipeline.destination.store_id!r} "
-                                     f"only, not to partition {store!r}")
+        raise dg.Failure(
+            description=f"{file}: sends to store {pipeline.destination.store_id!r} "
+            f"only, not to partition {store!r}"
+        )
     try:
         report = run(pipeline, options)
     except AbortError as exc:

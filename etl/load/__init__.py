@@ -1,9 +1,9 @@
 """Loading (SPEC §7): post events to the API under one store's rate limit, with retries.
 
-    limiter.py  evenly spaced send slots for one store, paused by the API's headers
-    retry.py    what an answer means (deliver, reject, retry, renew the token) and back-off
-    loader.py   the concurrent workers, token renewal, abort and shutdown
-    transport.py  a lean HTTP/1.1 keep-alive transport under httpx.AsyncClient (the hot path)
+limiter.py  evenly spaced send slots for one store, paused by the API's headers
+retry.py    what an answer means (deliver, reject, retry, renew the token) and back-off
+loader.py   the concurrent workers, token renewal, abort and shutdown
+transport.py  a lean HTTP/1.1 keep-alive transport under httpx.AsyncClient (the hot path)
 """
 
 from __future__ import annotations

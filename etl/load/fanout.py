@@ -93,8 +93,14 @@ class FanOut:
         """Every store's counters added up (refreshed on each read)."""
         total = self._total
         lanes = [lane.stats for lane in self._lanes.values()]
-        for name in ("requests", "retries", "http_429", "token_refreshes",
-                     "limiter_wait_s", "pause_429_s"):
+        for name in (
+            "requests",
+            "retries",
+            "http_429",
+            "token_refreshes",
+            "limiter_wait_s",
+            "pause_429_s",
+        ):
             setattr(total, name, sum(getattr(stats, name) for stats in lanes))
         total.status_counts = {}
         for stats in lanes:
@@ -150,7 +156,8 @@ class FanOut:
             more = len(aborted) - NAMED_ABORTS
             raise StoresAborted(
                 f"{len(aborted)} of {len(self._lanes)} stores aborted ({named}"
-                + (f"; and {more} more" if more > 0 else "") + "); the other stores finished, "
+                + (f"; and {more} more" if more > 0 else "")
+                + "); the other stores finished, "
                 "the aborted stores' events stay unsent: rerun after the fix",
                 aborted,
             )
@@ -166,21 +173,28 @@ class FanOut:
         found = self._credentials.lookup(store)
         if isinstance(found, str):  # the router rejected such rows; here only by mistake
             raise AbortError(f"store {store!r}: {found}")
-        destination = self.destination.model_copy(update={
-            "store_id": store,
-            "token": SecretStr(found.token) if found.token else None,
-            "secret": SecretStr(found.secret) if found.secret else None,
-            "credentials": None,
-            "token_file": None,
-        })
+        destination = self.destination.model_copy(
+            update={
+                "store_id": store,
+                "token": SecretStr(found.token) if found.token else None,
+                "secret": SecretStr(found.secret) if found.secret else None,
+                "credentials": None,
+                "token_file": None,
+            }
+        )
         depth = DEPTH_PER_WORKER * self.destination.concurrency
         return _Lane(destination, Feed(depth, Path(self._spool.name) / f"{len(self._lanes)}.spool"))
 
     async def _drive(self, store: str, lane: _Lane, on_outcome: OnOutcome) -> None:
         """One store's loader over its feed; an abort ends this store only."""
         try:
-            async with Loader(lane.destination, client=self._client, stats=lane.stats,
-                              state_url=self._state_url, guard=self._guard) as loader:
+            async with Loader(
+                lane.destination,
+                client=self._client,
+                stats=lane.stats,
+                state_url=self._state_url,
+                guard=self._guard,
+            ) as loader:
                 await loader.deliver(lane.feed, on_outcome)
         except AbortError as exc:
             lane.error = str(exc)

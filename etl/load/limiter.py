@@ -48,9 +48,9 @@ WINDOW_MAX = 1000
 class Limiter:
     """Hands out send slots at `rate` per second to any number of concurrent workers.
 
-        limiter = Limiter(5.0)
-        waited, paused = await limiter.acquire()   # before every request
-        limiter.pause(1.0)                         # a 429 said Retry-After: 1
+    limiter = Limiter(5.0)
+    waited, paused = await limiter.acquire()   # before every request
+    limiter.pause(1.0)                         # a 429 said Retry-After: 1
     """
 
     def __init__(

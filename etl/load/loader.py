@@ -201,9 +201,7 @@ def _own_client(destination: Destination, pool: int | None = None) -> httpx.Asyn
     if proxy and not urllib.request.proxy_bypass(url.host):
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         return httpx.AsyncClient(limits=limits, timeout=timeout)
-    transport = KeepAliveTransport(
-        pool, timeout, max_response_bytes=destination.max_response_bytes
-    )
+    transport = KeepAliveTransport(pool, timeout, max_response_bytes=destination.max_response_bytes)
     return httpx.AsyncClient(transport=transport, timeout=timeout)
 
 
@@ -386,7 +384,10 @@ class Loader:
         self.stats.paused_until = until
         log.warning(
             "store %s: paused by the API until %s (%.0f s): %s",
-            self.destination.store_id, f"{until:%H:%M:%S}", seconds, cause,
+            self.destination.store_id,
+            f"{until:%H:%M:%S}",
+            seconds,
+            cause,
         )
 
     def _observe(self, response: httpx.Response, failures: int) -> Verdict:

@@ -46,6 +46,7 @@ class Verdict(enum.Enum):
     RETRY = "retry"
     CONFIG = "config"
 
+
 #: The answers that judge the row itself (SPEC §5); every other 4xx judges the configuration.
 ROW_STATUSES = frozenset({400, 422})
 

@@ -51,8 +51,18 @@ class _Answer:
     """The httptools callbacks of one exchange: the final answer's status, headers and body."""
 
     __slots__ = (
-        "body", "chunked", "complete", "has_length", "head_done", "headers", "keep_alive",
-        "limit", "parser", "reason", "size", "status",
+        "body",
+        "chunked",
+        "complete",
+        "has_length",
+        "head_done",
+        "headers",
+        "keep_alive",
+        "limit",
+        "parser",
+        "reason",
+        "size",
+        "status",
     )
 
     def __init__(self, limit: int) -> None:
@@ -189,7 +199,7 @@ def _head(request: httpx.Request) -> bytes:
 class KeepAliveTransport(httpx.AsyncBaseTransport):
     """Up to `max_connections` keep-alive HTTP/1.1 connections, reused last-in first-out.
 
-        client = httpx.AsyncClient(transport=KeepAliveTransport(64, timeout=30.0))
+    client = httpx.AsyncClient(transport=KeepAliveTransport(64, timeout=30.0))
     """
 
     def __init__(

@@ -1,10 +1,10 @@
 """One run, end to end: the plan decides what opens, the feed drains into the mode's sink.
 
-    >>> import etl
-    >>> pipeline = etl.load_pipeline("pipelines/orders_shipped.yaml")
-    >>> report = etl.run(pipeline, etl.RunOptions(dry_run=True))
-    >>> report.exit_code
-    1
+>>> import etl
+>>> pipeline = etl.load_pipeline("pipelines/orders_shipped.yaml")
+>>> report = etl.run(pipeline, etl.RunOptions(dry_run=True))
+>>> report.exit_code
+1
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ class _Run:
         constant = destination.store_id if isinstance(destination.store_id, str) else None
         self.report = RunReport(pipeline=pipeline.name, mode=mode, store=constant)
         self.types = ColumnTypes(pipeline)
-        self.credentials = (StoreCredentials(destination, pipeline.file)
-                            if self.plan.credentials else None)
+        self.credentials = (
+            StoreCredentials(destination, pipeline.file) if self.plan.credentials else None
+        )
         column = destination.store_column
         router = StoreRouter(column, self.credentials) if column is not None else None
         self.ledger = Ledger(pipeline, self.plan)
@@ -84,28 +85,53 @@ class _Run:
 
     def _context(self) -> RunContext:
         report = self.report
-        run_name = str(report.run_id) if report.run_id is not None else datetime.now(UTC).strftime(
-            f"{self.plan.mode}-%Y%m%dT%H%M%S"
+        run_name = (
+            str(report.run_id)
+            if report.run_id is not None
+            else datetime.now(UTC).strftime(f"{self.plan.mode}-%Y%m%dT%H%M%S")
         )
         return RunContext(
-            pipeline=self.pipeline, plan=self.plan, options=self.options, report=report,
-            watermark=self.watermark, state=self.ledger.state, credentials=self.credentials,
-            quarantine=Quarantine(self.pipeline.rejects_dir / f"{run_name}.csv",
-                                  self.pipeline.mapped_columns()),
-            progress=ProgressDisplay(report, enabled=self.options.progress,
-                                     interval=self.options.progress_interval,
-                                     total_rows=self._total_rows),
+            pipeline=self.pipeline,
+            plan=self.plan,
+            options=self.options,
+            report=report,
+            watermark=self.watermark,
+            state=self.ledger.state,
+            credentials=self.credentials,
+            quarantine=Quarantine(
+                self.pipeline.rejects_dir / f"{run_name}.csv", self.pipeline.mapped_columns()
+            ),
+            progress=ProgressDisplay(
+                report,
+                enabled=self.options.progress,
+                interval=self.options.progress_interval,
+                total_rows=self._total_rows,
+            ),
         )
 
     def _feed(self, context: RunContext) -> Feed:
-        retries = Retries(self.ledger.state, self.plan.retries, credentials=self.credentials,
-                          many_stores=self.pipeline.destination.store_column is not None,
-                          stores=self.plan.stores)
-        chunks = ChunkQueue(self._chunks(), self.preparer.prepare, self.report,
-                            ahead=self.plan.ahead, cancel=getattr(self.extractor, "cancel", None))
-        return Feed(retries, chunks, watermark=self.watermark, report=self.report,
-                    count=Tally(self.report, self.watermark, context.quarantine, self.plan.cursor),
-                    first_chunk=lambda: self.ledger.check_key_types(self.types))
+        retries = Retries(
+            self.ledger.state,
+            self.plan.retries,
+            credentials=self.credentials,
+            many_stores=self.pipeline.destination.store_column is not None,
+            stores=self.plan.stores,
+        )
+        chunks = ChunkQueue(
+            self._chunks(),
+            self.preparer.prepare,
+            self.report,
+            ahead=self.plan.ahead,
+            cancel=getattr(self.extractor, "cancel", None),
+        )
+        return Feed(
+            retries,
+            chunks,
+            watermark=self.watermark,
+            report=self.report,
+            count=Tally(self.report, self.watermark, context.quarantine, self.plan.cursor),
+            first_chunk=lambda: self.ledger.check_key_types(self.types),
+        )
 
     async def execute(self, client: httpx.AsyncClient | None = None) -> tuple[RunReport, Sink]:
         """Run to the end (or to an abort or a signal, with the report on the error);
@@ -117,8 +143,12 @@ class _Run:
         sink = SINKS[self.plan.mode](context, client)  # a load sink sets report.load
         feed = self._feed(context)
         watch = watching(
-            context.progress, report.load, state=self.ledger.writer, run_id=report.run_id,
-            metrics_port=self.options.metrics_port, metrics_host=self.options.metrics_host,
+            context.progress,
+            report.load,
+            state=self.ledger.writer,
+            run_id=report.run_id,
+            metrics_port=self.options.metrics_port,
+            metrics_host=self.options.metrics_host,
         )
         try:
             with context.progress:
@@ -132,12 +162,20 @@ class _Run:
             self._finish(context, feed, started, "aborted", exc.exit_code, str(exc))
             exc.report = report
             raise
-        self._finish(context, feed, started, "completed",
-                     1 if report.rejected or report.failed else 0, None)
+        self._finish(
+            context, feed, started, "completed", 1 if report.rejected or report.failed else 0, None
+        )
         return report, sink
 
-    def _finish(self, context: RunContext, feed: Feed, started: float, outcome: str,
-                exit_code: int, error: str | None) -> None:
+    def _finish(
+        self,
+        context: RunContext,
+        feed: Feed,
+        started: float,
+        outcome: str,
+        exit_code: int,
+        error: str | None,
+    ) -> None:
         report = self.report
         report.duration_s = time.monotonic() - started
         report.requests_per_s = report.requests / report.duration_s if report.duration_s else 0.0

@@ -137,9 +137,12 @@ class Retries:
         store, scope = self.state
         if not self.many_stores:
             return [scope]
-        return [scope.for_store(name) for name in store.stores_with(scope, status)
-                if (self.credentials is None or not isinstance(self.credentials.lookup(name), str))
-                and (self.stores is None or self.stores.owns(name))]
+        return [
+            scope.for_store(name)
+            for name in store.stores_with(scope, status)
+            if (self.credentials is None or not isinstance(self.credentials.lookup(name), str))
+            and (self.stores is None or self.stores.owns(name))
+        ]
 
 
 class Feed:

@@ -85,8 +85,9 @@ class Ledger:
         if self.state is None:
             return
         store, name, hashed = self.state[0], self.pipeline.name, types.hashed
-        problem = key_type_problem(store.sent_types(name, "key"), hashed,
-                                   self.pipeline.source.columns)
+        problem = key_type_problem(
+            store.sent_types(name, "key"), hashed, self.pipeline.source.columns
+        )
         if problem:
             raise AbortError(problem)
         if self.writes:
@@ -104,8 +105,9 @@ class Ledger:
         error = report.error
         try:
             sent = types.property_types()
-            report.type_changes = type_changes(store.sent_types(self.pipeline.name, "property"),
-                                               sent)
+            report.type_changes = type_changes(
+                store.sent_types(self.pipeline.name, "property"), sent
+            )
             if self.writes:
                 # The run's end first: on a full disk it is what the reserved space is for.
                 report.watermark = self._advance(watermark, report.outcome, complete)

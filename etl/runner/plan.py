@@ -143,7 +143,11 @@ def plan(pipeline: Pipeline, options: RunOptions, mode: Mode) -> Plan:
         diffs=diffs,
         retries=(Status.FAILED, *rejected) if diffs else (),
         resend=Status.REJECTED if options.retry_rejected else None,
-        moves_watermark=(needs.state is StateUse.WRITE and cursor is not None
-                         and options.limit is None and not manual_window),
+        moves_watermark=(
+            needs.state is StateUse.WRITE
+            and cursor is not None
+            and options.limit is None
+            and not manual_window
+        ),
         stores=options.stores,
     )

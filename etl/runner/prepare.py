@@ -84,9 +84,11 @@ class Preparer:
             valid, wrong_store = self.router.split(valid, chunk)
             rejects = pd.concat([rejects, wrong_store]) if len(wrong_store) else rejects
         # The cursors as extracted (labels are source row positions, unique in a chunk).
-        cursors = chunk[self.plan.cursor].loc[valid.index] if self.plan.cursor else None
+        extracted = chunk[self.plan.cursor].loc[valid.index] if self.plan.cursor else None
         batch = (
-            self.transformer.to_batch(valid, cursors) if self.plan.transforms else EventBatch.of([])
+            self.transformer.to_batch(valid, extracted)
+            if self.plan.transforms
+            else EventBatch.of([])
         )
         labels = list(valid.index) if len(batch) else []
         skipped_cursors: list[Any] = []

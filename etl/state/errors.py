@@ -53,8 +53,11 @@ def _reason(exc: BaseException) -> str:
     lowered = text.lower()
     if (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "disk is full" in lowered:
         return f"{text} (free some space, then rerun to resume)"
-    if "readonly" in lowered or "read-only" in lowered or "permission denied" in lowered or (
-        "unable to open database file" in lowered
+    if (
+        "readonly" in lowered
+        or "read-only" in lowered
+        or "permission denied" in lowered
+        or ("unable to open database file" in lowered)
     ):
         return f"{text} (the state folder must be writable)"
     return text

@@ -175,8 +175,12 @@ rounds = sa.Table(
 pending = sa.Table(
     "etl_pending",
     metadata,
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("pipeline", sa.String(200), nullable=False),
     sa.Column("base_url", sa.String(BASE_URL_LENGTH), nullable=False),
     sa.Column("store_id", sa.String(STORE_ID_LENGTH), nullable=False),
@@ -185,11 +189,18 @@ pending = sa.Table(
     sa.Column("payload_hash", sa.String(128), nullable=False),
     sa.Column("body", sa.LargeBinary, nullable=False),
     sa.Column("cursor", sa.Text),
-    sa.UniqueConstraint("pipeline", "base_url", "store_id", "event_id",
-                        name="uq_etl_pending_event"),
+    sa.UniqueConstraint(
+        "pipeline", "base_url", "store_id", "event_id", name="uq_etl_pending_event"
+    ),
 )
-sa.Index("ix_etl_pending_partition", pending.c.pipeline, pending.c.base_url,
-         pending.c.store_id, pending.c.shard, pending.c.seq)
+sa.Index(
+    "ix_etl_pending_partition",
+    pending.c.pipeline,
+    pending.c.base_url,
+    pending.c.store_id,
+    pending.c.shard,
+    pending.c.seq,
+)
 
 #: The tables version 3 added.
 LEASE_TABLES = (leases, workers, rounds, pending)

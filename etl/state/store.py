@@ -152,9 +152,7 @@ class StateStore:
                     found[event_id] = (payload_hash, Status(status))
         return found
 
-    def unchanged(
-        self, scope: Scope, batch: EventBatch, resend: Status | None = None
-    ) -> list[int]:
+    def unchanged(self, scope: Scope, batch: EventBatch, resend: Status | None = None) -> list[int]:
         """Positions of the batch's events that need not be sent again (the diff, SPEC §6):
         delivered or refused by the API before with the same payload hash.
 
@@ -165,7 +163,8 @@ class StateStore:
         if not known:
             return []
         return [
-            row for row, event in enumerate(batch.events())  # objects only for a known chunk
+            row
+            for row, event in enumerate(batch.events())  # objects only for a known chunk
             if _same_outcome(known.get(event.id), event.payload_hash, resend)
         ]
 
@@ -227,12 +226,18 @@ class StateStore:
     def stores_with(self, scope: Scope, status: Status) -> list[str]:
         """The stores of `scope`'s pipeline and base URL holding events of `status` (SPEC §10)."""
         with self._errors("read"), self.engine.connect() as connection:
-            return list(connection.execute(
-                sa.select(events.c.store_id).distinct()
-                .where(events.c.pipeline == scope.pipeline, events.c.base_url == scope.base_url,
-                       events.c.status == status.value)
-                .order_by(events.c.store_id)
-            ).scalars())
+            return list(
+                connection.execute(
+                    sa.select(events.c.store_id)
+                    .distinct()
+                    .where(
+                        events.c.pipeline == scope.pipeline,
+                        events.c.base_url == scope.base_url,
+                        events.c.status == status.value,
+                    )
+                    .order_by(events.c.store_id)
+                ).scalars()
+            )
 
     # -- watermark ------------------------------------------------------------------
     def watermark(self, scope: Scope) -> Any:
@@ -264,8 +269,10 @@ class StateStore:
         if not types:
             return
         now = _now()
-        rows = [{"pipeline": pipeline, "role": role, "name": name, "type": kind, "updated_at": now}
-                for name, kind in types.items()]
+        rows = [
+            {"pipeline": pipeline, "role": role, "name": name, "type": kind, "updated_at": now}
+            for name, kind in types.items()
+        ]
         with self._errors("write"), self.engine.begin() as connection:
             connection.execute(upsert(connection, sent_types, _type_update), rows)
 
@@ -293,9 +300,7 @@ class StateStore:
                 ).all()
             ]
             destinations = [self._destination(connection, scope) for scope in scopes]
-        return StatusReport.build(
-            pipeline, destinations, [_run_record(row) for row in run_rows]
-        )
+        return StatusReport.build(pipeline, destinations, [_run_record(row) for row in run_rows])
 
     def _destination(self, connection: sa.Connection, scope: Scope) -> DestinationStatus:
         counts: dict[str, int] = dict(

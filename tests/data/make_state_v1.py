@@ -47,18 +47,35 @@ def write_project(root: Path, rows: int, base_url: str, **destination: object) -
     """The fixture's pipeline file (state `state.db` beside it) over the first `rows` orders."""
     orders(rows).to_csv(root / "orders.csv", index=False)
     file = root / "pipe.yaml"
-    file.write_text(yaml.safe_dump({
-        "name": "orders_fixture",
-        "source": {"type": "csv", "path": "orders.csv", "incremental": {"cursor": "updated_at"}},
-        "event": {
-            "source": "shop", "event_name": "order_shipped", "occurred_at": "shipped_at",
-            "id": {"key": ["order_id"]}, "customer": {"external_id": "customer_id"},
-            "properties": {"order_id": "order_id"},
-        },
-        "destination": {"store_id": STORE, "token": "sandbox-token", "base_url": base_url,
-                        "rate_limit": 100, "timeout": 5, **destination},
-        "state": "state.db",
-    }))
+    file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "orders_fixture",
+                "source": {
+                    "type": "csv",
+                    "path": "orders.csv",
+                    "incremental": {"cursor": "updated_at"},
+                },
+                "event": {
+                    "source": "shop",
+                    "event_name": "order_shipped",
+                    "occurred_at": "shipped_at",
+                    "id": {"key": ["order_id"]},
+                    "customer": {"external_id": "customer_id"},
+                    "properties": {"order_id": "order_id"},
+                },
+                "destination": {
+                    "store_id": STORE,
+                    "token": "sandbox-token",
+                    "base_url": base_url,
+                    "rate_limit": 100,
+                    "timeout": 5,
+                    **destination,
+                },
+                "state": "state.db",
+            }
+        )
+    )
     return file
 
 

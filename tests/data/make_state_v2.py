@@ -25,11 +25,19 @@ def main() -> None:
     target.unlink(missing_ok=True)
     store = StateStore(f"sqlite:///{target}")
     run_id = store.begin_run(SCOPE)
-    store.record_many(SCOPE, run_id, [
-        Outcome(Event(f"id-{i}", f'{{"n": {i}}}'.encode(), cursor=f"2024-05-0{i}"),
-                Status.DELIVERED, 1)
-        for i in (1, 2)
-    ] + [Outcome(Event("id-3", b'{"n": 3}', cursor="2024-05-03"), Status.FAILED, 3, "HTTP 500")])
+    store.record_many(
+        SCOPE,
+        run_id,
+        [
+            Outcome(
+                Event(f"id-{i}", f'{{"n": {i}}}'.encode(), cursor=f"2024-05-0{i}"),
+                Status.DELIVERED,
+                1,
+            )
+            for i in (1, 2)
+        ]
+        + [Outcome(Event("id-3", b'{"n": 3}', cursor="2024-05-03"), Status.FAILED, 3, "HTTP 500")],
+    )
     store.set_watermark(SCOPE, "2024-05-02T00:00:00Z")
     store.end_run(run_id, 1, {"delivered": 2, "failed": 1})
     store.close()

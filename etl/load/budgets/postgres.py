@@ -63,7 +63,10 @@ class PostgresBudget:
     def __init__(self, url: str, budget: str, connect_timeout_s: int = 5) -> None:
         self.budget = budget
         self.engine = sa.create_engine(
-            url, pool_size=1, max_overflow=0, pool_pre_ping=True,
+            url,
+            pool_size=1,
+            max_overflow=0,
+            pool_pre_ping=True,
             connect_args={"connect_timeout": connect_timeout_s},
         )
         self.where = self.engine.url.render_as_string(hide_password=True)

@@ -176,7 +176,8 @@ class SharedLimiter(Limiter):
                 if delay == RETRY_FIRST_S:  # the first failure of this outage
                     log.warning(
                         "rate budget at %s unreachable (%s); nothing is sent until it is back",
-                        self.coordinator.where, exc,
+                        self.coordinator.where,
+                        exc,
                     )
                 if down + delay > self.patience_s:
                     raise BudgetUnavailable(

@@ -42,4 +42,3 @@ class DryRunSink:
                     context.watermark.done(max(cursors))
                 context.progress.tick()
                 del batch, cursors  # not held while the next chunk is prepared
-

@@ -38,8 +38,9 @@ class LeasedSink(LoadSink):
 
         pipeline, report = self.context.pipeline, self.context.report
         assert pipeline.workers is not None
-        async with LeasedWork(pipeline.state_url, self.scope, report.run_id or 0,
-                              pipeline.workers) as work:
+        async with LeasedWork(
+            pipeline.state_url, self.scope, report.run_id or 0, pipeline.workers
+        ) as work:
             self.work = work
             loader = self._loader(guard=work.may_send)
             await self._sending(loader, self._share(loader, work, batches))
@@ -47,8 +48,9 @@ class LeasedSink(LoadSink):
             if progress is None or not progress.finished or progress.failed:
                 self.context.watermark.hold()
 
-    async def _share(self, loader: Loader | FanOut, work: LeasedWork,
-                     batches: AsyncIterator[EventBatch]) -> None:
+    async def _share(
+        self, loader: Loader | FanOut, work: LeasedWork, batches: AsyncIterator[EventBatch]
+    ) -> None:
         assert work.lost is not None
         reader = asyncio.create_task(work.read(self._enqueued(batches)))
         sending = asyncio.create_task(loader.deliver(work.events(), self._on_outcome))

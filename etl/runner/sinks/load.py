@@ -84,8 +84,9 @@ class LoadSink:
         stats, url = context.report.load, context.pipeline.state_url
         if self.store_column is not None:
             assert context.credentials is not None
-            return FanOut(destination, context.credentials, self.client, stats, state_url=url,
-                          guard=guard)
+            return FanOut(
+                destination, context.credentials, self.client, stats, state_url=url, guard=guard
+            )
         return Loader(destination, client=self.client, stats=stats, state_url=url, guard=guard)
 
     async def _watch(self, loader: Loader | FanOut) -> None:
@@ -134,9 +135,13 @@ class LoadSink:
         else:
             row = pd.DataFrame(index=[0])
         self.context.quarantine.write(
-            row.assign(**{
-                REJECT_RULE: "api", REJECT_REASON: outcome.error or "", EVENT_ID: outcome.event.id
-            })
+            row.assign(
+                **{
+                    REJECT_RULE: "api",
+                    REJECT_REASON: outcome.error or "",
+                    EVENT_ID: outcome.event.id,
+                }
+            )
         )
 
 
