@@ -35,6 +35,17 @@ def queue(engine: sa.Engine, worker: str, shards: int = 4) -> WorkQueue:
     return WorkQueue(engine, SCOPE.pipeline, SCOPE.base_url, worker, shards)
 
 
+def two_workers_with_work(engine: sa.Engine, n: int) -> tuple[LeaseBoard, LeaseBoard]:
+    """Workers a and b in one round; a holds the reader lease and enqueued `n` events."""
+    a, b = board(engine, "a"), board(engine, "b")
+    a.join()
+    b.join()
+    reader = a.acquire_reader()
+    assert reader is not None
+    assert queue(engine, "a").enqueue(reader, events(n))
+    return a, b
+
+
 def events(n: int, version: int = 0) -> list[tuple[str, Event]]:
     return [
         ("store-a", Event(f"e-{i}", f'{{"i": {i}, "v": {version}}}'.encode(), cursor=i))
@@ -61,12 +72,7 @@ def test_only_one_worker_holds_the_reader_lease_until_it_expires(engine: sa.Engi
 def test_partitions_with_work_are_split_between_workers_without_overlap(
     engine: sa.Engine,
 ) -> None:
-    a, b = board(engine, "a"), board(engine, "b")
-    a.join()
-    b.join()
-    reader = a.acquire_reader()
-    assert reader is not None
-    assert queue(engine, "a").enqueue(reader, events(40))
+    a, b = two_workers_with_work(engine, 40)
     first, second = a.acquire(2), b.acquire(10)
     assert len(first) == 2 and len(second) == 2  # four shards hold work
     assert not {x.partition for x in first} & {x.partition for x in second}
@@ -77,12 +83,7 @@ def test_partitions_with_work_are_split_between_workers_without_overlap(
 def test_a_fenced_outcome_of_a_lost_lease_is_refused_and_the_event_stays_pending(
     engine: sa.Engine,
 ) -> None:
-    a, b = board(engine, "a"), board(engine, "b")
-    a.join()
-    b.join()
-    reader = a.acquire_reader()
-    assert reader is not None
-    assert queue(engine, "a").enqueue(reader, events(1))
+    a, b = two_workers_with_work(engine, 1)
     [held] = a.acquire(1)
     [(_, event)] = queue(engine, "a").take(held, 0, 10)
     time.sleep(LEASE_S + 0.2)
