@@ -151,18 +151,11 @@ def test_a_store_column_pipeline_has_a_partition_per_store_each_sending_only_its
     materialisation runs alongside."""
     import threading
 
-    from test_many_stores import Stores, csv, rows
+    from test_many_stores import STORES, Stores
 
     server = sandbox(rate_limit=None)
-    stores = ["shop-a", "shop-b", "shop-c"]
-    project = Stores(
-        tmp_path,
-        server.base_url,
-        csv(tmp_path, rows(stores, 4)),
-        credentials="stores.yaml",
-        rate_limit=2,
-    )  # 4 events a store: 1.5 s
-    project.credentials({store: server.token for store in stores})
+    stores = STORES
+    project = Stores.allowed(tmp_path, server, stores, 4, rate_limit=2)  # 4 a store: 1.5 s
     asset = pipeline_asset(project.file)
     assert asset.partitions_def.get_partition_keys() == stores
     start = threading.Barrier(3, timeout=30)

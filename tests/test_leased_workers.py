@@ -247,18 +247,11 @@ def test_two_workers_share_a_store_column_pipeline_each_event_sent_once(
     sandbox: Callable[..., SandboxProcess],
     pg_state: str,
 ) -> None:
-    from test_many_stores import Stores, csv, rows
+    from test_many_stores import STORES, Stores
 
     server = sandbox(rate_limit=None)
-    stores = ["shop-a", "shop-b", "shop-c"]
-    project = Stores(
-        tmp_path,
-        server.base_url,
-        csv(tmp_path, rows(stores, 20)),
-        credentials="stores.yaml",
-        rate_limit=40,
-    )
-    project.credentials({store: server.token for store in stores})
+    stores = STORES
+    project = Stores.allowed(tmp_path, server, stores, 20, rate_limit=40)
     definition = yaml.safe_load(project.file.read_text())
     definition.update(workers={"lease": LEASE_S, "shards": 2}, state=pg_state)
     project.file.write_text(yaml.safe_dump(definition))

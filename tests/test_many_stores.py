@@ -71,6 +71,23 @@ class Stores:
         }
         self.file.write_text(yaml.safe_dump(definition))
 
+    @classmethod
+    def allowed(
+        cls,
+        root: Path,
+        server: Any,
+        stores: list[str],
+        per_store: int,
+        chunk_size: int = 8,
+        **destination: Any,
+    ) -> Stores:
+        """`per_store` orders of each store in one CSV, every store in the credentials file
+        with the sandbox's token."""
+        source = csv(root, rows(stores, per_store), chunk_size)
+        project = cls(root, server.base_url, source, credentials="stores.yaml", **destination)
+        project.credentials({store: server.token for store in stores})
+        return project
+
     def credentials(self, tokens: dict[str, str]) -> None:
         (self.root / "stores.yaml").write_text(
             yaml.safe_dump({store: {"token": token} for store, token in tokens.items()})
@@ -123,10 +140,7 @@ def expected_ids(store: str, per_store: int) -> set[str]:
 def test_each_store_gets_its_own_rows_from_one_csv(tmp_path: Path, sandbox, count: int) -> None:
     server = sandbox(rate_limit=None)
     stores = STORES[:count]
-    project = Stores(
-        tmp_path, server.base_url, csv(tmp_path, rows(stores, 10)), credentials="stores.yaml"
-    )
-    project.credentials({store: server.token for store in stores})
+    project = Stores.allowed(tmp_path, server, stores, 10)
     result = project.run()
     assert result.returncode == 0, result.stderr
     for store in stores:  # the ids hash each row's own store, as a constant store id would
@@ -240,14 +254,7 @@ def test_a_source_sorted_by_store_feeds_every_store_at_once(tmp_path: Path, sand
     """Sorted by store, 40 rows each at 10 req/s per store: every store's first request
     arrives before the first store's last one (no store waits for another's rows)."""
     server = sandbox(rate_limit=None)
-    project = Stores(
-        tmp_path,
-        server.base_url,
-        csv(tmp_path, rows(STORES, 40), chunk_size=10),
-        credentials="stores.yaml",
-        rate_limit=10,
-    )
-    project.credentials({store: server.token for store in STORES})
+    project = Stores.allowed(tmp_path, server, STORES, 40, chunk_size=10, rate_limit=10)
     result = project.run()
     assert result.returncode == 0, result.stderr
     times = {store: server.stats(store)["request_times"] for store in STORES}
@@ -279,15 +286,9 @@ def test_kill_9_mid_run_loses_nothing_and_resends_at_most_the_in_flight(
 ) -> None:
     server = sandbox(rate_limit=None, latency_ms=20)
     stores = [f"shop-{i}" for i in range(6)]
-    project = Stores(
-        tmp_path,
-        server.base_url,
-        csv(tmp_path, rows(stores, 40), chunk_size=20),
-        credentials="stores.yaml",
-        rate_limit=20,
-        concurrency=2,
+    project = Stores.allowed(
+        tmp_path, server, stores, 40, chunk_size=20, rate_limit=20, concurrency=2
     )
-    project.credentials({store: server.token for store in stores})
     process = subprocess.Popen(
         [sys.executable, "-m", "etl", "run", str(project.file)],
         stdout=subprocess.DEVNULL,
