@@ -10,11 +10,15 @@ the same real server over loopback that a user runs with `etl sandbox`.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from types import TracebackType
 from typing import IO, Any
@@ -118,13 +122,15 @@ def start_sandbox(config: SandboxConfig, port: int | None = None) -> SandboxProc
     # stderr outlives this call: the SandboxProcess owns it (a file, so a chatty server never
     # blocks on a full pipe) and closes it in stop().
     stderr = tempfile.TemporaryFile()  # noqa: SIM115
-    with tempfile.TemporaryFile() as stdout:
+    with _stdout_pair() as (written, read):
         process = subprocess.Popen(
-            command_line(config, port or 0), stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL
+            command_line(config, port or 0), stdout=written, stderr=stderr, stdin=subprocess.DEVNULL
         )
-        base_url = _wait_ready(process, stdout, time.monotonic() + STARTUP_TIMEOUT)
+        base_url = _wait_ready(process, read, time.monotonic() + STARTUP_TIMEOUT)
     if base_url is None:
         if process.poll() is None:
+            process.send_signal(signal.SIGUSR1)  # its stacks to stderr: where it hangs
+            time.sleep(0.5)
             process.kill()
         code = process.wait()
         stderr.seek(0)
@@ -135,6 +141,23 @@ def start_sandbox(config: SandboxConfig, port: int | None = None) -> SandboxProc
             f"its stderr:\n{output}"
         )
     return SandboxProcess(process, base_url, config, stderr)
+
+
+@contextmanager
+def _stdout_pair() -> Iterator[tuple[IO[bytes], IO[bytes]]]:
+    """The child's stdout file, opened twice: appended to by the child, read by us.
+
+    Two opens, not one shared file: a shared one has one offset, so our `seek(0)` to
+    re-read could make the child's next line overwrite the "listening on" line, which
+    was then never found (a start that hung for the whole timeout with no output).
+    """
+    descriptor, name = tempfile.mkstemp(prefix="etl-sandbox-", suffix=".out")
+    os.close(descriptor)
+    try:
+        with open(name, "ab") as written, open(name, "rb") as read:
+            yield written, read
+    finally:
+        os.unlink(name)
 
 
 def _wait_ready(process: subprocess.Popen[bytes], stdout: IO[bytes], deadline: float) -> str | None:
