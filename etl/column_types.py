@@ -100,6 +100,18 @@ class ColumnReport:
         }
 
 
+@dataclass
+class TypeCounts:
+    """What `ColumnTypes` counted over some chunks, as plain data: a preparing process
+    (`etl.runner.processes`) hands this back with each chunk, and the run adds it up."""
+
+    read: dict[str, Counter[str]]
+    json: dict[str, Counter[str]]
+    hashed: dict[str, str]
+    nulls: Counter[str]
+    settled: dict[str, str]
+
+
 class ColumnTypes:
     """Collects, chunk by chunk, what every mapped column was read as and sent as."""
 
@@ -144,6 +156,26 @@ class ColumnTypes:
                 self.json[column][json_type(kind)] += 1
             if column in self.keys:
                 self.hashed.setdefault(column, kind)
+
+    def taken(self) -> TypeCounts:
+        """What was counted since the last call; the counts start again from nothing, but
+        the settled types are kept (they spare later chunks the inference)."""
+        counts = TypeCounts(self.read, self.json, self.hashed, self.nulls, dict(self.settled))
+        self.read = {c: Counter() for c in self.columns}
+        self.json = {c: Counter() for c in self.columns}
+        self.hashed, self.nulls = {}, Counter()
+        return counts
+
+    def add(self, counts: TypeCounts) -> None:
+        """Count what another process counted, chunks added in source order (the first
+        chunk's key types are the ones hashed)."""
+        for column in self.columns:
+            self.read[column].update(counts.read[column])
+            self.json[column].update(counts.json[column])
+        for column, kind in counts.hashed.items():
+            self.hashed.setdefault(column, kind)
+        self.nulls.update(counts.nulls)
+        self.settled.update(counts.settled)
 
     def table(self) -> list[ColumnReport]:
         """The type table, in mapping order."""

@@ -29,11 +29,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pandas as pd
 
 from etl.definition import SourceSpec
+
+if TYPE_CHECKING:
+    from etl.extract.files import ArrowChunk
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,17 @@ class Extractor(Protocol):
         its typing pass, SQL from `SELECT count(*)` when `source.count` allows it.
         Feeds the whole-source ETA (SPEC §12); never a reason to read the data twice.
         """
+        ...
+
+
+@runtime_checkable
+class ArrowSource(Protocol):
+    """A source that also yields its chunks as Arrow (CSV and Parquet), so that other
+    processes can prepare them (`etl.runner.processes`)."""
+
+    def arrow_chunks(self, columns: list[str], window: Window | None) -> Iterator[ArrowChunk]:
+        """The chunks `chunks` yields, as Arrow and not yet filtered by `window`
+        (`etl.extract.files.frame_of` makes the frame)."""
         ...
 
 

@@ -13,13 +13,14 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from etl.column_types import ColumnTypes
 from etl.errors import AbortError, RunInterrupted
-from etl.extract import open_extractor
+from etl.extract import ArrowSource, Window, open_extractor
+from etl.extract.files import ArrowChunk, frame_of
 from etl.partition import owned_rows
 from etl.quarantine import Quarantine
 from etl.report import ProgressDisplay, RunReport
@@ -27,7 +28,8 @@ from etl.runner.context import RunContext
 from etl.runner.feed import ChunkQueue, Feed, Retries
 from etl.runner.ledger import Ledger
 from etl.runner.plan import Mode, RunOptions, plan
-from etl.runner.prepare import Preparer, limited
+from etl.runner.prepare import Prepared, Preparer, limited
+from etl.runner.processes import PreparePool
 from etl.runner.sinks import SINKS, Sink
 from etl.runner.sinks.validate import ValidateSink
 from etl.runner.tally import Tally
@@ -65,6 +67,29 @@ class _Run:
         self.watermark = Watermark()
         self.extractor = open_extractor(pipeline.source)
         self.preparer = Preparer(pipeline, self.plan, self.types, router, self.ledger.state)
+        self.pool = self._pool()  # forked now, before the run starts any thread
+
+    def _pool(self) -> PreparePool | None:
+        """Preparing processes, when the run only prepares chunks of a file source."""
+        processes = self.options.processes
+        if not self.plan.prepares_apart or processes < 2:
+            return None
+        if not isinstance(self.extractor, ArrowSource):
+            return None
+        return PreparePool(self.preparer, self._frame, processes)
+
+    def _frame(self, chunk: ArrowChunk, window: Window | None) -> pd.DataFrame:
+        """In a preparing process: the frame of one Arrow chunk, filtered like `_chunks`."""
+        frame = frame_of(chunk, window, self.pipeline.mapped_columns())
+        column, stores = self.pipeline.destination.store_column, self.plan.stores
+        return owned_rows(frame, column, stores) if column and stores else frame
+
+    def _prepared(self, pool: PreparePool) -> Iterator[Prepared]:
+        """The source's chunks, prepared by the pool but not yet diffed; lazy like `_chunks`."""
+        assert isinstance(self.extractor, ArrowSource)
+        window = self.plan.window(self.ledger.stored_watermark())
+        chunks = self.extractor.arrow_chunks(self.pipeline.mapped_columns(), window)
+        yield from pool.prepared(chunks, window, self.types, self.report)
 
     def _chunks(self) -> Iterator[pd.DataFrame]:
         """The source's chunks; lazy, so the watermark is read in the worker thread."""
@@ -75,6 +100,13 @@ class _Run:
         if column is not None and stores is not None:
             chunks = (owned_rows(chunk, column, stores) for chunk in chunks)
         yield from limited(chunks, self.plan.limit)
+
+    def _source(self) -> tuple[Iterator[Any], Callable[[Any], Prepared]]:
+        """What the worker thread takes and what it does with each: source frames to
+        prepare, or with a pool, chunks prepared in other processes, to diff."""
+        if self.pool is None:
+            return self._chunks(), self.preparer.prepare
+        return self._prepared(self.pool), self.preparer.diffed
 
     def _total_rows(self) -> int | None:
         """The rows this run reads in all, when the source's size is known (for the ETA)."""
@@ -117,9 +149,8 @@ class _Run:
             many_stores=self.pipeline.destination.store_column is not None,
             stores=self.plan.stores,
         )
-        chunks = ChunkQueue(
-            self._chunks(),
-            self.preparer.prepare,
+        chunks: ChunkQueue[Any] = ChunkQueue(
+            *self._source(),
             self.report,
             ahead=self.plan.ahead,
             cancel=getattr(self.extractor, "cancel", None),
@@ -136,6 +167,13 @@ class _Run:
     async def execute(self, client: httpx.AsyncClient | None = None) -> tuple[RunReport, Sink]:
         """Run to the end (or to an abort or a signal, with the report on the error);
         the report, and the sink for what it kept (a validate's examples)."""
+        try:
+            return await self._execute(client)
+        finally:
+            if self.pool is not None:
+                self.pool.close()
+
+    async def _execute(self, client: httpx.AsyncClient | None) -> tuple[RunReport, Sink]:
         report = self.report
         started = time.monotonic()
         report.run_id = self.ledger.begin()

@@ -13,13 +13,11 @@ import gc
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from etl.events import EventBatch, Status
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from etl.partition import StoreFilter
     from etl.report import RunReport
     from etl.runner.prepare import Prepared
@@ -28,19 +26,22 @@ if TYPE_CHECKING:
     from etl.state import Scope, StateStore
     from etl.store_credentials import StoreCredentials
 
+Chunk = TypeVar("Chunk")
+
 #: Failed events of earlier runs are read back from state this many at a time.
 RETRY_BATCH = 1000
 
 
-class ChunkQueue:
+class ChunkQueue(Generic[Chunk]):
     """Source chunks prepared in a worker thread: one ahead of the consumer when `ahead`,
     else only once the previous chunk is done with (nothing to overlap with, and one
-    chunk fewer in memory)."""
+    chunk fewer in memory). A chunk is a source frame, or one that preparing processes
+    made a `Prepared` of and the worker thread only diffs (`etl.runner.processes`)."""
 
     def __init__(
         self,
-        chunks: Iterator[pd.DataFrame],
-        prepare: Callable[[pd.DataFrame], Prepared],
+        chunks: Iterator[Chunk],
+        prepare: Callable[[Chunk], Prepared],
         report: RunReport,
         *,
         ahead: bool,
@@ -157,7 +158,7 @@ class Feed:
     def __init__(
         self,
         retries: Retries,
-        chunks: ChunkQueue,
+        chunks: ChunkQueue[Any],
         *,
         count: Callable[[Prepared], None],
         first_chunk: Callable[[], None],

@@ -53,6 +53,7 @@ class RunOptions:
     metrics_host: str = "127.0.0.1"
     progress_interval: float = 10.0  # seconds between progress log lines off a terminal
     stores: StoreFilter | None = None  # rows naming their stores: only these (SPEC §11)
+    processes: int = 1  # dry run of a file source: prepare in this many forked processes
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class Plan:
     keeps_rows: bool  # each event's source row is held until its outcome (the API's rejects)
     leased: bool  # one worker of many (`workers:`, SPEC §11): the events go through the queue
     ahead: bool  # a chunk is prepared while the previous one is sent (SPEC §7)
+    # Chunks may be prepared in other processes (`etl.runner.processes`): nothing is sent,
+    # so preparing is all the run does, and no --limit needs the rows counted in order.
+    prepares_apart: bool
     cursor: str | None  # the incremental cursor column
     since: str | None
     until: str | None
@@ -136,6 +140,7 @@ def plan(pipeline: Pipeline, options: RunOptions, mode: Mode) -> Plan:
         keeps_rows=needs.sends and not many_stores and not leased,
         leased=leased,
         ahead=needs.sends,
+        prepares_apart=not needs.sends and options.limit is None,
         cursor=cursor,
         since=options.since,
         until=options.until,

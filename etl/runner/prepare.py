@@ -9,7 +9,7 @@ the rows whose store cannot be sent to, §10), the valid rows become an EventBat
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -77,6 +77,11 @@ class Preparer:
 
     def prepare(self, chunk: pd.DataFrame) -> Prepared:
         """Split, transform and diff one chunk."""
+        return self.diffed(self.transformed(chunk))
+
+    def transformed(self, chunk: pd.DataFrame) -> Prepared:
+        """Split and transform one chunk, counting its column types; the state is not
+        read (so this runs in a preparing process too, `etl.runner.processes`)."""
         split = self.validator.split(chunk)
         self.types.observe(chunk, split.valid)
         valid, rejects = split.valid, split.rejects
@@ -90,25 +95,32 @@ class Preparer:
             if self.plan.transforms
             else EventBatch.of([])
         )
-        labels = list(valid.index) if len(batch) else []
-        skipped_cursors: list[Any] = []
-        if len(batch) and self.state is not None:
-            store, scope = self.state
-            unchanged = store.unchanged(scope, batch, self.plan.resend)
-            if unchanged:
-                skip = set(unchanged)
-                keep = [row for row in range(len(batch)) if row not in skip]
-                cursors = batch.cursors if batch.cursors is not None else [None] * len(batch)
-                skipped_cursors = [cursors[row] for row in unchanged]
-                batch = batch.take(keep)
-                labels = [labels[row] for row in keep]
         return Prepared(
             chunk if self.plan.keeps_rows else chunk.iloc[:0],  # 30 MB a chunk held in the queue
             len(chunk),
-            labels,
+            list(valid.index) if len(batch) else [],
             batch,
             valid=len(valid),
-            skipped=len(skipped_cursors),
+            skipped=0,
             rejects=rejects,
-            skipped_cursors=skipped_cursors,
+        )
+
+    def diffed(self, prepared: Prepared) -> Prepared:
+        """The chunk less the events the state store has with the same payload (§6)."""
+        batch = prepared.batch
+        if not len(batch) or self.state is None:
+            return prepared
+        store, scope = self.state
+        unchanged = store.unchanged(scope, batch, self.plan.resend)
+        if not unchanged:
+            return prepared
+        skip = set(unchanged)
+        keep = [row for row in range(len(batch)) if row not in skip]
+        cursors = batch.cursors if batch.cursors is not None else [None] * len(batch)
+        return replace(
+            prepared,
+            batch=batch.take(keep),
+            labels=[prepared.labels[row] for row in keep],
+            skipped=len(unchanged),
+            skipped_cursors=[cursors[row] for row in unchanged],
         )
