@@ -24,20 +24,24 @@ CHUNK = 997  # not a divisor of the rows: the last chunk is short
 
 
 def _export(tmp_path: Path, kind: str) -> Path:
-    """The realistic export (national phones, null markers, ~5 % bad rows) as `kind`."""
+    """The realistic export (national phones, null markers, ~5 % bad rows) as `kind`;
+    the path of the source file."""
     table = pa.concat_tables(realistic.groups(ROWS))
     source = tmp_path / f"orders.{kind}"
     if kind == "parquet":
         pq.write_table(table, source, row_group_size=2_500)
     else:
         pacsv.write_csv(table, source)
-    return realistic.pipeline(source, f"orders_{kind}", chunk_size=CHUNK)
+    return source
 
 
-def _dry_run(definition: Path, processes: int, name: str) -> tuple[bytes, dict[str, Any], bytes]:
-    """(the bodies written, the report, the quarantine file) of one dry run."""
-    pipeline = etl.load_pipeline(definition)
-    output = definition.parent / f"{name}.jsonl"
+def _dry_run(source: Path, processes: int) -> tuple[bytes, dict[str, Any], bytes]:
+    """(the bodies written, the report, the quarantine file) of one dry run. Each run has
+    a pipeline of its own: two dry runs of one pipeline in the same second share a
+    quarantine file (it is named after the second)."""
+    name = f"orders_{processes}"
+    pipeline = etl.load_pipeline(realistic.pipeline(source, name, chunk_size=CHUNK))
+    output = source.parent / f"{name}.jsonl"
     report = etl.run(pipeline, etl.RunOptions(dry_run=True, output=output, processes=processes))
     assert report.quarantine_file is not None
     summary = {
@@ -51,9 +55,9 @@ def _dry_run(definition: Path, processes: int, name: str) -> tuple[bytes, dict[s
 def test_two_preparing_processes_write_exactly_what_one_process_writes(
     tmp_path: Path, kind: str
 ) -> None:
-    definition = _export(tmp_path, kind)
-    alone = _dry_run(definition, 1, "alone")
-    bodies, summary, rejects = _dry_run(definition, 2, "pooled")
+    source = _export(tmp_path, kind)
+    alone = _dry_run(source, 1)
+    bodies, summary, rejects = _dry_run(source, 2)
     assert bodies == alone[0]
     assert summary == alone[1]
     assert rejects.splitlines()[1:] == alone[2].splitlines()[1:]  # one header each
