@@ -80,9 +80,12 @@ class _Run:
 
     def _frame(self, chunk: ArrowChunk, window: Window | None) -> pd.DataFrame:
         """In a preparing process: the frame of one Arrow chunk, filtered like `_chunks`."""
-        frame = frame_of(chunk, window, self.pipeline.mapped_columns())
+        return self._owned(frame_of(chunk, window, self.pipeline.mapped_columns()))
+
+    def _owned(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """The rows of the stores this run takes (--partition, SPEC §11): all, without."""
         column, stores = self.pipeline.destination.store_column, self.plan.stores
-        return owned_rows(frame, column, stores) if column and stores else frame
+        return owned_rows(frame, column, stores) if column and stores is not None else frame
 
     def _prepared(self, pool: PreparePool) -> Iterator[Prepared]:
         """The source's chunks, prepared by the pool but not yet diffed; lazy like `_chunks`."""
@@ -95,10 +98,7 @@ class _Run:
         """The source's chunks; lazy, so the watermark is read in the worker thread."""
         window = self.plan.window(self.ledger.stored_watermark())
         columns = self.pipeline.mapped_columns()
-        chunks = self.extractor.chunks(columns, window)
-        column, stores = self.pipeline.destination.store_column, self.plan.stores
-        if column is not None and stores is not None:
-            chunks = (owned_rows(chunk, column, stores) for chunk in chunks)
+        chunks = map(self._owned, self.extractor.chunks(columns, window))
         yield from limited(chunks, self.plan.limit)
 
     def _source(self) -> tuple[Iterator[Any], Callable[[Any], Prepared]]:

@@ -1,6 +1,6 @@
 """Chunks split and transformed in forked processes, for the runs that only prepare.
 
-A dry run or a validate of a CSV/Parquet source does nothing but prepare chunks, and
+A dry run of a CSV/Parquet source (`--processes N`) does nothing but prepare chunks, and
 preparing is CPU-bound Python that holds the GIL: in one process it uses one core
 however many threads it has (a second preparing thread measured no faster). Here the
 run's process reads each chunk as Arrow (`etl.extract.files.ArrowChunk`, cheap to hand
