@@ -8,6 +8,7 @@ from __future__ import annotations
 import decimal
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,13 @@ def arrow_array(values: pd.Series, kind: arrow.DataType | None = None) -> arrow.
     pandas sees missing values. Raises Arrow's errors when the values do not fit `kind`."""
     array = arrow.array(values, type=kind, from_pandas=True)
     return array.combine_chunks() if isinstance(array, arrow.ChunkedArray) else array
+
+
+def per_distinct(text: pd.Series, function: Callable[[str], Any]) -> pd.Series:
+    """`function` of every non-null value of `text`, called once per distinct value."""
+    present = text.dropna()
+    mapping = {value: function(value) for value in pd.unique(present)}
+    return present.map(mapping).reindex(text.index)
 
 
 def is_missing(value: Any) -> bool:

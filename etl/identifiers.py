@@ -32,12 +32,14 @@ hypothesis against the library (tests/test_identifiers.py).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from re import _constants as sre  # type: ignore[attr-defined]
 from re import _parser  # type: ignore[attr-defined]
 from typing import Any
 
+import numpy as np
 import phonenumbers
 import pyarrow as arrow
 import pyarrow.compute as pc
@@ -47,9 +49,8 @@ _TEXT = arrow.large_string()
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _MAX_DIGITS = 15
 _MAX_INPUT = 250  # phonenumbers' _MAX_INPUT_STRING_LENGTH
-_SEPARATED = r"^\+?[0-9 ().\-]*$"
 _DIGITS = frozenset("0123456789")
-_CODES = sorted(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+_CODES = np.array(sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE), dtype=np.int64)
 
 
 @lru_cache(maxsize=65536)
@@ -73,15 +74,15 @@ class _Plan:
     lengths: frozenset[int]  # lengths of N that is_possible_number accepts
     blocked: frozenset[str]  # first digits of N after which parse may change N
 
-    def keys(self, tag: str, written: int) -> list[str]:
-        """`tag|length|first digit` of every settleable N (see `_key`); `written` is the
-        number of digits written besides N (parse needs at least three in all)."""
-        return [
-            f"{tag}|{length}|{digit}"
-            for length in sorted(self.lengths)
+    def settles(self, written: int) -> frozenset[tuple[int, int]]:
+        """(length, first digit) of every settleable N; `written` is the number of digits
+        written besides N (parse needs at least three in all)."""
+        return frozenset(
+            (length, int(digit))
+            for length in self.lengths
             if 2 <= length <= _MAX_DIGITS - len(self.code) and written + length >= 3
-            for digit in sorted(_DIGITS - self.blocked)
-        ]
+            for digit in _DIGITS - self.blocked
+        )
 
 
 def _first_digits(pattern: str | None) -> frozenset[str] | None:
@@ -183,17 +184,17 @@ def _national(region: str) -> _Plan | None:
 
 
 @cache
-def _own_code(region: str) -> tuple[str, ...]:
-    """Keys (tag "c<code>") of numbers written without "+" that start with the region's
-    own calling code and are too long for the region without it ("1-415-555-2671" in
-    the US): parse then takes the code off (the default-country branch of
-    `_maybe_extract_country_code`) and N is the rest, under the rules of step 3."""
+def _own_code(region: str) -> frozenset[tuple[int, int]]:
+    """(length, first digit) of the N of numbers written without "+" that start with the
+    region's own calling code and are too long for the region without it
+    ("1-415-555-2671" in the US): parse then takes the code off (the default-country
+    branch of `_maybe_extract_country_code`) and N is the rest, under the rules of step 3."""
     plan = _national(region)
     if plan is None:
-        return ()
+        return frozenset()
     metadata = PhoneMetadata.metadata_for_region(region, None)
     if metadata is None or metadata.country_code is None or metadata.general_desc is None:
-        return ()
+        return frozenset()
     number = metadata.country_code
     main = PhoneMetadata.metadata_for_region_or_calling_code(
         number, phonenumbers.region_code_for_country_code(number)
@@ -204,78 +205,148 @@ def _own_code(region: str) -> tuple[str, ...]:
     general = metadata.general_desc
     possible, local = general.possible_length, general.possible_length_local_only
     if dialling is None or own is None or other is None or plan.code[0] in dialling:
-        return ()
+        return frozenset()
     if not possible or possible[0] == -1:
-        return ()
+        return frozenset()
     too_long = {n for n in range(max(possible) + 1, _MAX_DIGITS + 1) if n not in local}
     blocked = frozenset("0") | own | other
-    return tuple(
-        f"c{plan.code}|{length}|{digit}"
-        for length in sorted(plan.lengths)
+    return frozenset(
+        (length, int(digit))
+        for length in plan.lengths
         if length >= 2 and len(plan.code) + length in too_long
-        for digit in sorted(_DIGITS - blocked)
+        for digit in _DIGITS - blocked
     )
 
 
-def _key(tag: str | arrow.Array, national: arrow.Array) -> arrow.Array:
-    """`tag|len(N)|N[0]` for every row (one tag, or a tag per row): what decides whether
-    the fast path settles it."""
-    length = pc.cast(pc.utf8_length(national), _TEXT)
-    return _join(tag, "|", length, "|", pc.utf8_slice_codeunits(national, 0, 1))
+#: The separators step 1 admits, by byte.
+_SEPARATOR_BYTES = np.zeros(256, dtype=bool)
+_SEPARATOR_BYTES[list(b" ().-")] = True
+_PLUS = ord("+")
+_LONGEST = _MAX_DIGITS + 1  # lengths of N beyond this are never settled
+_NATIONAL, _OWN, _CODE = 0, 1, 2  # plan slots: the region's, its own code's, "+<code>"
 
 
-def _join(*parts: str | arrow.Array) -> arrow.Array:
-    """Element-wise concatenation of text arrays and constants."""
-    texts = [arrow.scalar(p, _TEXT) if isinstance(p, str) else p for p in parts]
-    return pc.binary_join_element_wise(*texts, arrow.scalar("", _TEXT))
+@dataclass(frozen=True)
+class _Texts:
+    """A text array's bytes: `offsets[i]:offsets[i + 1]` of `data` is value i."""
+
+    offsets: np.ndarray
+    data: np.ndarray
+
+    @classmethod
+    def of(cls, texts: arrow.Array) -> _Texts:
+        offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)
+        offsets = offsets[texts.offset : texts.offset + len(texts) + 1]
+        buffer = texts.buffers()[2]
+        data = (
+            np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
+        )
+        return cls(offsets - offsets[0], data[offsets[0] : offsets[-1]])
+
+    def count(self, flags: np.ndarray) -> np.ndarray:
+        """How many bytes of each value are flagged."""
+        running = np.concatenate(([0], np.cumsum(flags, dtype=np.int64)))
+        counted: np.ndarray = running[self.offsets[1:]] - running[self.offsets[:-1]]
+        return counted
+
+    def kept(self, flags: np.ndarray) -> _Texts:
+        """The values with only their flagged bytes."""
+        running = np.concatenate(([0], np.cumsum(flags, dtype=np.int64)))
+        return _Texts(running[self.offsets], self.data[flags])
+
+    def digit(self, position: np.ndarray) -> np.ndarray:
+        """The digit at `position` (per value) of each value, -1 where it has none."""
+        where = self.offsets[:-1] + position
+        inside = (position >= 0) & (where < self.offsets[1:])
+        found = self.data[np.minimum(where, max(len(self.data) - 1, 0))] if len(self.data) else 0
+        return np.where(inside, np.asarray(found, dtype=np.int64) - ord("0"), -1)
+
+
+def _table(region: str | None, codes: Iterable[int]) -> np.ndarray:
+    """settled[slot, length of N, first digit of N] for the plans of `region` and `codes`
+    (slot `_CODE + code` for "+<code>")."""
+    table = np.zeros((_CODE + 1000, _LONGEST + 1, 10), dtype=bool)
+    plan = _national(region) if region else None
+    if plan is not None:
+        for length, digit in plan.settles(0):
+            table[_NATIONAL, length, digit] = True
+        for length, digit in _own_code(region or ""):
+            table[_OWN, length, digit] = True
+    for code in codes:
+        international = _international(str(code))
+        if international is not None:
+            for length, digit in international.settles(len(international.code)):
+                table[_CODE + code, length, digit] = True
+    return table
 
 
 def _fast(texts: arrow.Array, region: str | None) -> arrow.Array:
-    """The E.164 form where the fast path settles the value, null elsewhere."""
-    null = arrow.scalar(None, _TEXT)
-    shaped = pc.fill_null(
-        pc.and_(
-            pc.match_substring_regex(texts, _SEPARATED),
-            pc.less_equal(pc.utf8_length(texts), _MAX_INPUT),
-        ),
-        False,
+    """The E.164 form where the fast path settles the value, null elsewhere: numpy over
+    the array's bytes, so a chunk costs a few passes over its data whatever its size."""
+    raw = _Texts.of(texts)
+    size = np.diff(raw.offsets)
+    digit = (raw.data - ord("0")) < 10  # uint8: bytes below "0" wrap to large values
+    plus = np.zeros(len(texts), dtype=bool)
+    plus[size > 0] = raw.data[raw.offsets[:-1][size > 0]] == _PLUS
+    # Step 1's shape: no byte but digits and separators, except one "+" in front.
+    shaped = (
+        texts.is_valid().to_numpy(zero_copy_only=False)
+        & (raw.count(~(digit | _SEPARATOR_BYTES[raw.data])) == plus)
+        & (size <= _MAX_INPUT)
     )
-    digits = pc.replace_substring_regex(pc.if_else(shaped, texts, null), "[^0-9]", "")
-    plus = pc.fill_null(pc.starts_with(texts, "+"), False)
-    keys = pc.if_else(plus, null, digits)  # national numbers for now
-    allowed: list[str] = []
-    result = null
+    digits = raw.kept(digit)  # of every value; only shaped ones are ever settled
+    count = np.diff(digits.offsets)
+    slot = np.full(len(texts), -1, dtype=np.int64)
+    skip = np.zeros(len(texts), dtype=np.int64)  # digits before N
     plan = _national(region) if region else None
     if plan is not None:
-        keys = _key(f"n{plan.code}", keys)
-        allowed += plan.keys(f"n{plan.code}", 0)
-        result = _join(f"+{plan.code}", digits)
-        own = pc.fill_null(pc.and_(pc.invert(plus), pc.starts_with(digits, plan.code)), False)
-        if pc.any(own).as_py():
-            national = pc.utf8_slice_codeunits(digits, len(plan.code), _MAX_INPUT)
-            keys = pc.if_else(own, _key(f"c{plan.code}", national), keys)
-            allowed += _own_code(region)
-            result = pc.if_else(own, _join("+", digits), result)
-    code_length = arrow.array([0] * len(texts), arrow.int8())
-    for size in (3, 2, 1):  # the shortest known prefix wins, as in phonenumbers
-        prefix = pc.utf8_slice_codeunits(digits, 0, size)
-        known = pc.fill_null(pc.and_(plus, pc.is_in(prefix, value_set=arrow.array(_CODES))), False)
-        code_length = pc.if_else(known, size, code_length)
-    for size in (1, 2, 3):
-        here = pc.equal(code_length, size)
-        if not pc.any(here).as_py():
-            continue
-        codes = pc.utf8_slice_codeunits(digits, 0, size)
-        for code in pc.unique(codes.filter(here)).to_pylist():
-            international = _international(code)
-            if international is not None:
-                allowed += international.keys(f"p{code}", len(code))
-        tagged = _join("p", codes)
-        rest = pc.utf8_slice_codeunits(digits, size, _MAX_INPUT)
-        keys = pc.if_else(here, _key(tagged, rest), keys)
-    result = pc.if_else(plus, _join("+", digits), result)
-    settled = pc.fill_null(pc.is_in(keys, value_set=arrow.array(allowed, _TEXT)), False)
-    return pc.if_else(settled, result, null)
+        own = ~plus & (count >= len(plan.code))
+        for position, char in enumerate(plan.code):
+            own &= digits.digit(np.full(len(texts), position)) == int(char)
+        slot = np.where(~plus, np.where(own, _OWN, _NATIONAL), slot)
+        skip = np.where(own, len(plan.code), skip)
+    code = np.zeros(len(texts), dtype=np.int64)
+    code_size = np.zeros(len(texts), dtype=np.int64)
+    prefix = np.zeros(len(texts), dtype=np.int64)
+    coded = plus & (digits.digit(np.zeros(len(texts), dtype=np.int64)) > 0)  # no code starts 0
+    for width in (1, 2, 3):  # prefix-free codes: at most one width is known
+        prefix = prefix * 10 + np.maximum(digits.digit(np.full(len(texts), width - 1)), 0)
+        here = coded & (count >= width) & (code_size == 0) & np.isin(prefix, _CODES)
+        code, code_size = np.where(here, prefix, code), np.where(here, width, code_size)
+    slot = np.where(plus, np.where(code_size > 0, _CODE + code, -1), slot)
+    skip = np.where(plus, code_size, skip)
+    first = digits.digit(skip)
+    settled = shaped & (slot >= 0) & (first >= 0)
+    table = _table(region, np.unique(code[settled & plus]).tolist())
+    length = np.minimum(count - skip, _LONGEST)
+    settled &= table[np.maximum(slot, 0), np.maximum(length, 0), np.maximum(first, 0)]
+    national = slot == _NATIONAL
+    return _e164_texts(digits, settled, national, plan.code if plan is not None else "")
+
+
+def _e164_texts(
+    digits: _Texts, settled: np.ndarray, national: np.ndarray, code: str
+) -> arrow.Array:
+    """ "+<code><digits>" where `national`, "+<digits>" elsewhere; null where not settled."""
+    count = np.diff(digits.offsets)
+    head = np.where(national, 1 + len(code), 1)
+    size = np.where(settled, head + count, 0)
+    offsets = np.concatenate(([0], np.cumsum(size)))
+    starts = offsets[:-1]
+    data = np.zeros(offsets[-1], dtype=np.uint8)
+    data[starts[settled]] = _PLUS
+    for position, char in enumerate(code.encode()):
+        data[starts[settled & national] + 1 + position] = char
+    row = np.repeat(np.arange(len(count)), count)
+    chosen = settled[row]
+    target = (starts + head - digits.offsets[:-1])[row] + np.arange(len(row))
+    data[target[chosen]] = digits.data[chosen]
+    validity = np.packbits(settled, bitorder="little")
+    return arrow.Array.from_buffers(
+        _TEXT,
+        len(count),
+        [arrow.py_buffer(validity), arrow.py_buffer(offsets), arrow.py_buffer(data)],
+    )
 
 
 def e164(texts: arrow.Array, region: str | None) -> arrow.Array:

@@ -45,6 +45,7 @@ punctuated = st.builds(
             "",
             "+",
             " +",
+            "+0",
             "1",
             "1-",
             "+1 ",
@@ -141,6 +142,7 @@ def test_fast_path_settles_the_usual_formats(region: str | None, value: str, exp
         ("US", "1-015-555-2671"),  # 0 after the calling code: an Italian leading zero
         ("US", "011 44 20 7946 0958"),  # the international dialling prefix
         ("US", "+4402079460958"),  # "(0)" written into an international number
+        ("US", "+01 415 555 2671"),  # no calling code starts with 0
         ("GB", "020 7946 0958"),  # the national prefix
         ("US", "415 555 2671 x12"),  # an extension
         ("US", "1-800-FLOWERS"),  # letters
