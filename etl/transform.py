@@ -302,10 +302,52 @@ def _object(fields: dict[str, Parts]) -> Parts | None:
         for number, (name, value) in enumerate(fields.items()):
             parts += [("," if number else "") + f'"{name}":', *value]
         return [*parts, "}"]
-    # Missing pairs become "" (null_handling="skip" drops all-null rows in Arrow 26).
-    pairs = [pc.fill_null(_join(f',"{name}":', *value), "") for name, value in fields.items()]
-    members = pc.utf8_slice_codeunits(_join(*pairs), 1)  # without the first comma
-    return [pc.if_else(pc.equal(members, ""), arrow.scalar(None, _TEXT), _join("{", members, "}"))]
+    # Each pair is null where its value is missing, and its comma comes only after a pair
+    # present in that row; missing pairs join as "" (null_handling="skip" would drop
+    # all-null rows in Arrow 26).
+    rows = len(next(a for p in fields.values() for a in p if isinstance(a, arrow.Array)))
+    seen = np.zeros(rows, dtype=bool)
+    pairs = []
+    for name, value in fields.items():
+        pairs.append(_join(_after(seen, ",", f'"{name}":'), *value))
+        seen |= np.logical_and.reduce(
+            [
+                a.is_valid().to_numpy(zero_copy_only=False)
+                for a in value
+                if isinstance(a, arrow.Array)
+            ]
+        )
+    joined = pc.binary_join_element_wise(
+        arrow.scalar("{", _TEXT),
+        *pairs,
+        arrow.scalar("}", _TEXT),
+        arrow.scalar("", _TEXT),
+        null_handling="replace",
+    )
+    return [_null_where_not(joined, seen)]
+
+
+def _after(seen: np.ndarray, comma: str, text: str) -> arrow.Array | str:
+    """`text`, with `comma` before it in the rows where `seen`."""
+    if not seen.any():
+        return text
+    if seen.all():
+        return comma + text
+    return pc.if_else(
+        arrow.array(seen), arrow.scalar(comma + text, _TEXT), arrow.scalar(text, _TEXT)
+    )
+
+
+def _null_where_not(texts: arrow.Array, valid: np.ndarray) -> arrow.Array:
+    """`texts` (which has no nulls) made null where not `valid`, its bytes left in place."""
+    if valid.all():
+        return texts
+    _, offsets, data = texts.buffers()
+    bits = np.concatenate([np.zeros(texts.offset, dtype=bool), valid])
+    validity = arrow.py_buffer(np.packbits(bits, bitorder="little"))
+    return arrow.Array.from_buffers(
+        _TEXT, len(texts), [validity, offsets, data], offset=texts.offset
+    )
 
 
 def _member(name: str, value: Parts | None) -> Parts:

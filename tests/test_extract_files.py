@@ -22,18 +22,20 @@ o-1,12,2,,10.25,False,2024-03-02T12:30:00+02:00,
 o-2,99,3,7,10.5,TRUE,2024-03-03,hello
 """
 
+#: Text columns: pandas' Arrow-backed strings, NA for a null.
+TEXT = pd.StringDtype("pyarrow")
 EXPECTED = pd.DataFrame(
     {
-        "order_id": pd.Series(["o-0", "o-1", "o-2"], dtype=object),
-        "zip": pd.Series(["007", "12", "99"], dtype=object),
+        "order_id": pd.Series(["o-0", "o-1", "o-2"], dtype=TEXT),
+        "zip": pd.Series(["007", "12", "99"], dtype=TEXT),
         "items": pd.array([1, 2, 3], dtype="Int64"),
         "maybe": pd.array([5, None, 7], dtype="Int64"),
         "total": [10.0, 10.25, 10.5],
         "gift": pd.array([True, False, True], dtype="boolean"),
         "shipped_at": pd.Series(
-            ["2024-03-01T12:30:00Z", "2024-03-02T12:30:00+02:00", "2024-03-03"], dtype=object
+            ["2024-03-01T12:30:00Z", "2024-03-02T12:30:00+02:00", "2024-03-03"], dtype=TEXT
         ),
-        "note": pd.Series([None, None, "hello"], dtype=object),  # "NA" is a null marker
+        "note": pd.Series([None, None, "hello"], dtype=TEXT),  # "NA" is a null marker
     }
 )
 ALL = list(EXPECTED.columns)
@@ -58,7 +60,7 @@ def test_csv_types_are_decided_once_from_every_value(tmp_path: Path) -> None:
     chunks = read(csv(tmp_path / "orders.csv"), ALL)
     assert len(chunks) == 1
     pd.testing.assert_frame_equal(chunks[0], EXPECTED)
-    assert chunks[0].loc[1, "note"] is None  # null is None in text columns, not NaN
+    assert chunks[0].loc[1, "note"] is pd.NA  # null is NA in text columns, not NaN
 
 
 @pytest.mark.parametrize("chunk_size", [1, 3, 50_000])
@@ -96,7 +98,7 @@ def test_a_folder_and_a_glob_read_their_files_in_sorted_order_with_one_type(tmp_
     (folder / "skip.txt").write_text("order_id,total\nx,y\n")
     expected = pd.DataFrame(
         {
-            "order_id": pd.Series(["o-0", "o-1", "o-2", "o-3"], dtype=object),
+            "order_id": pd.Series(["o-0", "o-1", "o-2", "o-3"], dtype=TEXT),
             "total": [1.0, 2.0, 3.0, 4.5],
         }
     )
@@ -207,12 +209,12 @@ def test_parquet_files_are_read_with_one_unified_schema(tmp_path: Path) -> None:
     assert [len(chunk) for chunk in chunks] == [2, 2]
     expected = pd.DataFrame(
         {
-            "plan": pd.Series(["basic", None, "pro", "team"], dtype=object),
+            "plan": pd.Series(["basic", None, "pro", "team"], dtype=TEXT),
             "months": pd.array([1, 12, None, 3], dtype="Int64"),
             "renewed_at": pd.Series(
                 [when, when + pd.Timedelta(hours=1), pd.NaT, when], dtype="datetime64[us, UTC]"
             ),
-            "extra": pd.Series([None, None, None, "x"], dtype=object),
+            "extra": pd.Series([None, None, None, "x"], dtype=TEXT),
         }
     )
     for chunk in chunks:
@@ -276,14 +278,14 @@ def test_every_default_null_marker_is_null_and_number_columns_stay_numbers(tmp_p
     assert [str(frame["qty"].dtype) for frame in frames] == ["Int64"] * 3
     assert whole["total"].isna().tolist() == [True] * 9 + [False, True]
     assert whole["total"].iloc[9] == 12.5 and whole["qty"].iloc[9] == 3
-    assert whole["note"].tolist() == [None] * 9 + ["hi", None]
+    assert whole["note"].tolist() == [pd.NA] * 9 + ["hi", pd.NA]
 
 
 def test_null_values_replace_the_default_list(tmp_path: Path) -> None:
     (tmp_path / "export.csv").write_text("total,note\n-,NULL\n1.5,-\n")
     (chunk,) = read(csv(tmp_path / "export.csv", null_values=["-"]), ["total", "note"])
     assert chunk["total"].dtype == "float64" and np.isnan(chunk["total"].iloc[0])
-    assert chunk["note"].tolist() == ["NULL", None]  # not a marker any more: text
+    assert chunk["note"].tolist() == ["NULL", pd.NA]  # not a marker any more: text
 
 
 def test_a_semicolon_cp1252_export_is_read_with_delimiter_and_encoding(tmp_path: Path) -> None:

@@ -76,9 +76,11 @@ def _column(values: pa.ChunkedArray, index: pd.Index) -> pd.Series:
     if pa.types.is_dictionary(kind):
         values = values.cast(kind.value_type)
         kind = kind.value_type
-    if _is_text(kind) or pa.types.is_null(kind):
-        # dtype=object explicitly: pandas 3 would otherwise infer its `str` dtype
-        return pd.Series(values.to_numpy(zero_copy_only=False), index=index, dtype=object)
+    if _is_text(kind):
+        text = pd.arrays.ArrowStringArray(values.cast(pa.large_string()))
+        return pd.Series(text, index=index)
+    if pa.types.is_null(kind):
+        return pd.Series(None, index=index, dtype=object)
     # pyarrow is untyped: its to_pandas() is Any to mypy, hence the annotated `column`.
     column: pd.Series
     if pa.types.is_integer(kind):
