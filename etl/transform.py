@@ -35,7 +35,6 @@ import decimal
 import hashlib
 import uuid
 from collections.abc import Sequence
-from operator import methodcaller
 from typing import Any
 
 import numpy as np
@@ -44,7 +43,7 @@ import pandas as pd
 import pyarrow as arrow
 import pyarrow.compute as pc
 
-from etl import wire
+from etl import sha1, wire
 from etl.columns import arrow_array, is_missing, python_scalar, python_values, snake_case
 from etl.declared import decimal_text
 from etl.definition import ColumnRef, EventSpec
@@ -59,7 +58,6 @@ _UUID_GROUPS = ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24))
 #: Microseconds per tick of each datetime unit (as a fraction for sub-microsecond units).
 _MICROS = {"s": (1_000_000, 1), "ms": (1_000, 1), "us": (1, 1), "ns": (1, 1_000)}
 _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
-_DIGEST = methodcaller("digest")
 
 
 def _utc_text(value: dt.datetime) -> str:
@@ -221,15 +219,11 @@ def _key_column(values: pd.Series) -> arrow.Array:
     return pc.fill_null(encoded, "n0:")
 
 
-def _uuid_texts(names: arrow.Array) -> arrow.Array:
-    """uuid5(NAMESPACE, name) of every name (canonical text), formatted column-wise."""
+def _uuid_texts(constant: str, names: arrow.Array) -> arrow.Array:
+    """uuid5(NAMESPACE, constant + name) of every name (canonical text), formatted
+    column-wise; `constant` is the part every row's name starts with."""
     rows = len(names)
-    binary = arrow.large_binary()
-    named = pc.binary_join_element_wise(
-        arrow.scalar(_NS, binary), names.cast(binary), arrow.scalar(b"", binary)
-    )
-    digests = b"".join(map(_DIGEST, map(hashlib.sha1, named.to_pylist())))
-    raw = np.frombuffer(digests, dtype=np.uint8).reshape(rows, 20)[:, :16].copy()
+    raw = sha1.digests(_NS + constant.encode(), names)[:, :16].copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x50
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
     digits = np.frombuffer(raw.tobytes().hex().encode("ascii"), dtype=np.uint8).reshape(rows, 32)
@@ -377,7 +371,11 @@ class Transformer:
         parts: Parts = [_key_column(valid[store]) if store else _encode(self.store_id).decode()]
         parts += [_name_key(spec, valid) for spec in (self.event.source, self.event.event_name)]
         parts += [_key_column(valid[column]) for column in self.event.id_key_columns()]
-        ids = _uuid_texts(_join(*parts))
+        constant = ""
+        while parts and isinstance(parts[0], str):
+            constant += parts.pop(0)
+        names = _join(*parts) if parts else arrow.array([""] * len(valid), _TEXT)
+        ids = _uuid_texts(constant, names)
         return ids, ['"', ids, '"']
 
     def to_batch(self, valid: pd.DataFrame, cursors: pd.Series | None = None) -> EventBatch:
