@@ -15,6 +15,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from etl.column_types import ColumnTypes
@@ -22,7 +23,7 @@ from etl.errors import AbortError, RunInterrupted
 from etl.extract import ArrowSource, Window, open_extractor
 from etl.extract.files import ArrowChunk, frame_of
 from etl.partition import owned_rows
-from etl.quarantine import Quarantine
+from etl.quarantine import Quarantine, csv_rows, quarantine_columns
 from etl.report import ProgressDisplay, RunReport
 from etl.runner.context import RunContext
 from etl.runner.feed import ChunkQueue, Feed, Retries
@@ -76,7 +77,10 @@ class _Run:
             return None
         if not isinstance(self.extractor, ArrowSource):
             return None
-        return PreparePool(self.preparer, self._frame, processes)
+        columns = quarantine_columns(self.pipeline.mapped_columns())
+        return PreparePool(
+            self.preparer, self._frame, partial(csv_rows, columns=columns), processes
+        )
 
     def _frame(self, chunk: ArrowChunk, window: Window | None) -> pd.DataFrame:
         """In a preparing process: the frame of one Arrow chunk, filtered like `_chunks`."""

@@ -38,6 +38,7 @@ class Prepared:
     skipped: int
     rejects: pd.DataFrame
     skipped_cursors: list[Any] = field(default_factory=list)
+    rejects_csv: str | None = None  # the rejects' quarantine lines, when made already
 
 
 def limited(chunks: Iterable[pd.DataFrame], limit: int | None) -> Iterator[pd.DataFrame]:

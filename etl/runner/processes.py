@@ -6,9 +6,10 @@ however many threads it has (a second preparing thread measured no faster). Here
 run's process reads each chunk as Arrow (`etl.extract.files.ArrowChunk`, cheap to hand
 over a pipe), hands it to one of N worker processes in turn, and takes the `Prepared`
 chunks back in source order. A worker turns its chunk into pandas, applies the window
-and the store filter, validates, transforms and counts the column types; the diff
-against the state (§6), the tally, the quarantine and the sink stay in the run's
-process, so a run's outcome is the one it has in one process.
+and the store filter, validates, transforms, counts the column types and renders the
+rejects' quarantine lines; the diff against the state (§6), the tally, the quarantine
+file and the sink stay in the run's process, so a run's outcome is the one it has in
+one process.
 
 Each worker holds one chunk at a time, and gets its next one only once its last result
 is read: a worker blocked sending a result while the run blocks sending it a chunk
@@ -29,6 +30,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
 
 #: How a worker makes the frame to prepare from an Arrow chunk and the run's window.
 Frames = Callable[["ArrowChunk", "Window | None"], "pd.DataFrame"]
+#: How a worker renders a chunk's rejects as quarantine lines (`etl.quarantine.csv_rows`).
+Render = Callable[["pd.DataFrame"], str]
 
 _Result = tuple["Prepared | None", "TypeCounts", float]
 
@@ -54,7 +58,9 @@ class _Failed:
         self.error = error
 
 
-def _serve(tasks: Connection, others: list[Connection], preparer: Preparer, frames: Frames) -> None:
+def _serve(
+    tasks: Connection, others: list[Connection], preparer: Preparer, frames: Frames, render: Render
+) -> None:
     """A worker's life: prepare each chunk it is sent until None or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     for end in others:  # else the run's end of a pipe would never reach EOF
@@ -71,6 +77,8 @@ def _serve(tasks: Connection, others: list[Connection], preparer: Preparer, fram
             frame = frames(*task)
             prepared = preparer.transformed(frame) if len(frame) else None
             del frame
+            if prepared is not None and not prepared.rejects.empty:
+                prepared = replace(prepared, rejects_csv=render(prepared.rejects))
             result: _Result | _Failed = (
                 prepared,
                 preparer.types.taken(),
@@ -88,14 +96,14 @@ def _serve(tasks: Connection, others: list[Connection], preparer: Preparer, fram
 class PreparePool:
     """N forked workers preparing a run's chunks in source order."""
 
-    def __init__(self, preparer: Preparer, frames: Frames, processes: int) -> None:
+    def __init__(self, preparer: Preparer, frames: Frames, render: Render, processes: int) -> None:
         context = multiprocessing.get_context("fork")
         pipes = [context.Pipe() for _ in range(processes)]
         ours = [end for end, _ in pipes]
         self.workers: list[tuple[Any, Connection]] = []
         for end, theirs in pipes:
             worker = context.Process(
-                target=_serve, args=(theirs, ours, preparer, frames), name="etl-prepare"
+                target=_serve, args=(theirs, ours, preparer, frames, render), name="etl-prepare"
             )
             worker.daemon = True
             worker.start()

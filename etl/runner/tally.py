@@ -40,4 +40,4 @@ class Tally:
         if self.cursor is not None and not prepared.rejects.empty:
             for value in prepared.rejects[self.cursor].dropna():
                 self.watermark.done(python_scalar(value))
-        self.quarantine.write(prepared.rejects)
+        self.quarantine.write(prepared.rejects, prepared.rejects_csv)
