@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as arrow
 import pyarrow.compute as pc
 
-from etl.columns import arrow_array, per_distinct
+from etl.columns import arrow_array
 
 _TEXT = arrow.large_string()
 _NULL = arrow.scalar(None, _TEXT)
@@ -138,19 +138,23 @@ def addresses(text: pd.Series) -> tuple[pd.Series, pd.Series]:
     the fast steps first, then the library once per distinct value left open."""
     texts = arrow_array(text, _TEXT)
     settled = plain_addresses(texts)
+    why = arrow.nulls(len(texts), _TEXT)
     open_ = pc.and_(pc.is_valid(texts), pc.is_null(settled))
     if pc.any(open_).as_py():
         where = open_.to_numpy(zero_copy_only=False)
         settled = _placed(settled, np.flatnonzero(where), _by_domain(texts.filter(open_)))
-    found: pd.Series = pd.Series(settled.to_pandas().array, index=text.index).astype("string")
-    why = pd.Series(pd.NA, index=text.index, dtype="string")
-    rest = text.notna().to_numpy() & found.isna().to_numpy()
-    if rest.any():
-        answers = per_distinct(text[rest], address)
-        positions = np.flatnonzero(rest)  # by position: pandas 2.2 cannot mask-assign a list
-        found.iloc[positions] = [a[0] for a in answers]
-        why.iloc[positions] = [a[1] for a in answers]
-    return found, why
+        rest = pc.and_(pc.is_valid(texts), pc.is_null(settled))
+        values = pc.unique(texts.filter(rest))
+        answers = [address(value) for value in values.to_pylist()]
+        which = pc.index_in(texts, value_set=values)
+        found = pc.take(arrow.array([a[0] for a in answers], _TEXT), which)
+        settled = pc.if_else(rest, found, settled)
+        why = pc.if_else(rest, pc.take(arrow.array([a[1] for a in answers], _TEXT), which), why)
+    return _series(settled, text.index), _series(why, text.index)
+
+
+def _series(values: arrow.Array, index: pd.Index) -> pd.Series:
+    return pd.Series(values.to_pandas().array, index=index).astype("string")
 
 
 def _halves(texts: arrow.Array) -> tuple[arrow.Array, arrow.Array]:
