@@ -296,28 +296,30 @@ def _object(fields: dict[str, Parts]) -> Parts | None:
         for number, (name, value) in enumerate(fields.items()):
             parts += [("," if number else "") + f'"{name}":', *value]
         return [*parts, "}"]
-    # Each pair is null where its value is missing, and its comma comes only after a pair
-    # present in that row; missing pairs join as "" (null_handling="skip" would drop
-    # all-null rows in Arrow 26).
+    # A pair that may be missing is one array, null where its value is missing; the
+    # others join in as their parts. A comma comes only after a pair present in that row,
+    # and missing pairs join as "" (null_handling="skip" would drop all-null rows in
+    # Arrow 26).
     rows = len(next(a for p in fields.values() for a in p if isinstance(a, arrow.Array)))
     seen = np.zeros(rows, dtype=bool)
-    pairs = []
+    pieces: Parts = ["{"]
     for name, value in fields.items():
-        pairs.append(_join(_after(seen, ",", f'"{name}":'), *value))
-        seen |= np.logical_and.reduce(
-            [
-                a.is_valid().to_numpy(zero_copy_only=False)
-                for a in value
-                if isinstance(a, arrow.Array)
-            ]
-        )
-    joined = pc.binary_join_element_wise(
-        arrow.scalar("{", _TEXT),
-        *pairs,
-        arrow.scalar("}", _TEXT),
-        arrow.scalar("", _TEXT),
-        null_handling="replace",
-    )
+        key = _after(seen, ",", f'"{name}":')
+        if _has_nulls(value):
+            pieces.append(_join(key, *value))
+            seen |= np.logical_and.reduce(
+                [
+                    a.is_valid().to_numpy(zero_copy_only=False)
+                    for a in value
+                    if isinstance(a, arrow.Array)
+                ]
+            )
+        else:
+            pieces += [key, *value]
+            seen[:] = True
+    pieces.append("}")
+    scalars = (arrow.scalar(p, _TEXT) if isinstance(p, str) else p for p in pieces)
+    joined = pc.binary_join_element_wise(*scalars, arrow.scalar("", _TEXT), null_handling="replace")
     return [_null_where_not(joined, seen)]
 
 
