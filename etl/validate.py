@@ -172,7 +172,7 @@ def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
         return None
     iso = pc.fill_null(pc.match_substring_regex(text, _ISO_START), False)
     aware = pc.and_(iso, pc.fill_null(pc.match_substring_regex(text, _AWARE), False))
-    result = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[us, UTC]")
+    micros = np.full(len(raw), np.iinfo(np.int64).min, dtype=np.int64)  # NaT
     for part, utc in ((aware, True), (pc.and_(iso, pc.invert(aware)), False)):
         where = part.to_numpy(zero_copy_only=False)
         if not where.any():
@@ -185,8 +185,10 @@ def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
             parsed = pd.to_datetime(
                 _series(values, raw.index[where]), format="ISO8601", utc=utc, errors="coerce"
             )
-        result[where] = (parsed if utc else _localise(parsed, timezone)).astype(result.dtype)
-    return result
+        instants = pd.DatetimeIndex(parsed if utc else _localise(parsed, timezone))
+        micros[where] = instants.as_unit("us").asi8
+    utc_micros: pd.Series = pd.Series(micros.view("M8[us]"), index=raw.index).dt.tz_localize("UTC")
+    return utc_micros
 
 
 def _parse_each(raw: pd.Series, timezone: str) -> pd.Series:
