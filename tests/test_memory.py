@@ -46,8 +46,8 @@ HOLES = (
     "    for line in open('/proc/self/status'):\n"
     "        if line.startswith('VmRSS'):\n"
     "            return int(line.split()[1]) // 1024\n"
-    "del bytearray(b'x' * (40 << 20))[:]  # a large block freed: glibc raises its threshold\n"
-    "blocks = [b'x' * (300 << 10) for _ in range(200)]  # 60 MB of 300 KB column arrays\n"
+    "del bytearray(b'x' * (30 << 20))[:]  # a large block freed: glibc raises its threshold\n"
+    "blocks = [b'x' * (2 << 20) for _ in range(30)]  # 60 MB of 2 MB column arrays\n"
     "before = rss()\n"
     "del blocks[:-1]  # the last one pins the heap's top\n"
     "print(applied, before - rss())\n"
@@ -72,5 +72,5 @@ def test_freed_column_arrays_go_back_to_the_system_once_malloc_is_bound() -> Non
 
     applied, returned = freed("bound")
     assert applied == "True"
-    assert returned >= 55  # all but the last 300 KB block
+    assert returned >= 55  # all but the last 2 MB block
     assert freed("default")[1] < 5  # without: held in the heap's holes

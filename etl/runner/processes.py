@@ -34,6 +34,8 @@ from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+from etl.memory import keep_freed_malloc
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -63,6 +65,7 @@ def _serve(
 ) -> None:
     """A worker's life: prepare each chunk it is sent until None or EOF."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_malloc()
     for end in others:  # else the run's end of a pipe would never reach EOF
         end.close()
     while True:
