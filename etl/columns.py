@@ -1,6 +1,7 @@
 """Column helpers both `validate` and `transform` (and the run) use, so no stage imports
-another: a name's normal form (SPEC §5 snake_case), a pandas column as one Arrow array,
-and a pandas/numpy scalar as the plain Python value it stands for.
+another: a name's normal form (SPEC §5 snake_case), a pandas column as one Arrow array
+and an Arrow result as a column, and a pandas/numpy scalar as the plain Python value it
+stands for.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import decimal
 import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -30,11 +30,10 @@ def arrow_array(values: pd.Series, kind: arrow.DataType | None = None) -> arrow.
     return array.combine_chunks() if isinstance(array, arrow.ChunkedArray) else array
 
 
-def per_distinct(text: pd.Series, function: Callable[[str], Any]) -> pd.Series:
-    """`function` of every non-null value of `text`, called once per distinct value."""
-    present = text.dropna()
-    mapping = {value: function(value) for value in pd.unique(present)}
-    return present.map(mapping).reindex(text.index)
+def arrow_series(values: arrow.Array, index: pd.Index) -> pd.Series:
+    """An Arrow result as a Series on `index` (positional, never aligned on labels): the
+    way back of `arrow_array`."""
+    return pd.Series(values.to_pandas().array, index=index)
 
 
 def is_missing(value: Any) -> bool:

@@ -35,7 +35,7 @@ import pandas as pd
 import pyarrow as arrow
 import pyarrow.compute as pc
 
-from etl.columns import arrow_array
+from etl.columns import arrow_array, arrow_series
 
 _TEXT = arrow.large_string()
 _NULL = arrow.scalar(None, _TEXT)
@@ -150,11 +150,10 @@ def addresses(text: pd.Series) -> tuple[pd.Series, pd.Series]:
         found = pc.take(arrow.array([a[0] for a in answers], _TEXT), which)
         settled = pc.if_else(rest, found, settled)
         why = pc.if_else(rest, pc.take(arrow.array([a[1] for a in answers], _TEXT), which), why)
-    return _series(settled, text.index), _series(why, text.index)
-
-
-def _series(values: arrow.Array, index: pd.Index) -> pd.Series:
-    return pd.Series(values.to_pandas().array, index=index).astype("string")
+    return (
+        arrow_series(settled, text.index).astype("string"),
+        arrow_series(why, text.index).astype("string"),
+    )
 
 
 def _halves(texts: arrow.Array) -> tuple[arrow.Array, arrow.Array]:

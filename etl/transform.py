@@ -307,13 +307,7 @@ def _object(fields: dict[str, Parts]) -> Parts | None:
         key = _after(seen, ",", f'"{name}":')
         if _has_nulls(value):
             pieces.append(_join(key, *value))
-            seen |= np.logical_and.reduce(
-                [
-                    a.is_valid().to_numpy(zero_copy_only=False)
-                    for a in value
-                    if isinstance(a, arrow.Array)
-                ]
-            )
+            seen |= _present(value)
         else:
             pieces += [key, *value]
             seen[:] = True
@@ -321,6 +315,15 @@ def _object(fields: dict[str, Parts]) -> Parts | None:
     scalars = (arrow.scalar(p, _TEXT) if isinstance(p, str) else p for p in pieces)
     joined = pc.binary_join_element_wise(*scalars, arrow.scalar("", _TEXT), null_handling="replace")
     return [_null_where_not(joined, seen)]
+
+
+def _present(parts: Parts) -> np.ndarray:
+    """Where every array of `parts` has a value."""
+    arrays = [
+        p.is_valid().to_numpy(zero_copy_only=False) for p in parts if isinstance(p, arrow.Array)
+    ]
+    present: np.ndarray = np.logical_and.reduce(arrays)
+    return present
 
 
 def _after(seen: np.ndarray, comma: str, text: str) -> arrow.Array | str:

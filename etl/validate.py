@@ -50,7 +50,7 @@ import pyarrow as arrow
 import pyarrow.compute as pc
 
 from etl import emails, identifiers, wire
-from etl.columns import arrow_array, per_distinct, snake_case
+from etl.columns import arrow_array, arrow_series, snake_case
 from etl.declared import ARTICLE, cast_columns
 from etl.definition import ColumnRef, EventSpec
 from etl.quarantine import REJECT_REASON, REJECT_RULE
@@ -119,9 +119,11 @@ def _sentences(template: str, values: pd.Series) -> Reasons:
     return lambda positions: before + _quote(values.iloc[positions].reset_index(drop=True)) + after
 
 
-def _series(values: arrow.Array, index: pd.Index) -> pd.Series:
-    """An Arrow result as a Series on `index` (positional, never aligned on labels)."""
-    return pd.Series(values.to_pandas().array, index=index)
+def _per_distinct(text: pd.Series, function: Callable[[str], Any]) -> pd.Series:
+    """Apply `function` once per distinct non-null value of `text`."""
+    present = text.dropna()
+    mapping = {value: function(value) for value in pd.unique(present)}
+    return present.map(mapping).reindex(text.index)
 
 
 def _name_check(
@@ -136,7 +138,7 @@ def _name_check(
             np.full(len(chunk), fits), lambda positions: pd.Series([reason] * len(positions))
         )
     raw = chunk[spec.column]
-    names = per_distinct(raw.astype("string"), snake_case).astype("string")
+    names = _per_distinct(raw.astype("string"), snake_case).astype("string")
     ok = _mask(names.str.fullmatch(SNAKE) & names.str.len().le(MAX_LENGTH))
     return names, _Check(ok, _sentences(template, raw))
 
@@ -180,10 +182,10 @@ def _parse_fast(raw: pd.Series, timezone: str) -> pd.Series | None:
         values = text.filter(part)
         try:
             kind = arrow.timestamp("us", tz="UTC" if utc else None)
-            parsed = _series(pc.cast(values, kind), raw.index[where])
+            parsed = arrow_series(pc.cast(values, kind), raw.index[where])
         except arrow.ArrowInvalid:
             parsed = pd.to_datetime(
-                _series(values, raw.index[where]), format="ISO8601", utc=utc, errors="coerce"
+                arrow_series(values, raw.index[where]), format="ISO8601", utc=utc, errors="coerce"
             )
         instants = pd.DatetimeIndex(parsed if utc else _localise(parsed, timezone))
         micros[where] = instants.as_unit("us").asi8
@@ -287,7 +289,7 @@ def _external_id_check(raw: pd.Series) -> tuple[pd.Series, _Check, np.ndarray]:
 
 def _phone_check(text: pd.Series, region: str | None) -> tuple[pd.Series, _Check]:
     """What phonenumbers makes of each value (fast where provable: etl/identifiers.py)."""
-    e164 = _series(identifiers.e164(arrow_array(text, _TEXT), region), text.index)
+    e164 = arrow_series(identifiers.e164(arrow_array(text, _TEXT), region), text.index)
     failed = text.notna().to_numpy() & e164.isna().to_numpy()
     return e164.astype("string"), _Check(~failed, _sentences("phone_number {} is not E.164", text))
 
