@@ -115,7 +115,7 @@ class PreparePool:
         # The run's process now only passes chunks on and writes what comes back: 20 MB
         # of results a chunk, each page faulted afresh when blocks above 1 MiB are
         # unmapped on free (`etl.memory.bound_malloc`), 500,000 faults on 1M rows.
-        keep_freed_malloc()
+        keep_freed_malloc(trim_threshold=16 << 20)
 
     def prepared(
         self,
