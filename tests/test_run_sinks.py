@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,25 @@ def test_the_dry_run_sink_writes_exactly_the_bodies_a_run_sends(
     in_process(app, pipeline, QUIET)
     lines = [json.loads(line) for line in output.read_text().splitlines()]
     assert sorted(lines, key=lambda body: body["id"]) == stored(app)
+
+
+def test_two_dry_runs_in_the_same_second_keep_their_rejects_apart(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class SameSecond(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> SameSecond:
+            return cls(2026, 12, 3, 7, 45, 0, tzinfo=tz)
+
+    monkeypatch.setattr("etl.runner.execute.datetime", SameSecond)  # both start at 07:45:00
+    app = create_app(SandboxConfig(rate_limit=None))
+    dry = etl.RunOptions(dry_run=True, progress=False)
+    files = [in_process(app, pipeline, dry).quarantine_file for _ in range(2)]
+
+    assert files[0] != files[1]
+    for file in files:
+        assert Path(file or "").name.startswith("dry-run-")
+        assert sorted(pd.read_csv(file or "")["order_id"]) == ["bad-1", "bad-2"]
 
 
 def test_the_validate_sink_sends_nothing_and_keeps_masked_examples(pipeline: Pipeline) -> None:

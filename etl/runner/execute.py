@@ -13,6 +13,7 @@ import asyncio
 import logging
 import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
@@ -121,10 +122,13 @@ class _Run:
 
     def _context(self) -> RunContext:
         report = self.report
+        # A run without a state row (dry run, validate) is named by its start and a random
+        # tail: two in the same second (a cron job and a hand-run rehearsal, or a script
+        # calling `etl.run` twice) would otherwise append to one quarantine file.
         run_name = (
             str(report.run_id)
             if report.run_id is not None
-            else datetime.now(UTC).strftime(f"{self.plan.mode}-%Y%m%dT%H%M%S")
+            else f"{self.plan.mode}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         )
         return RunContext(
             pipeline=self.pipeline,
